@@ -1,0 +1,48 @@
+# Shared helpers for the check scripts: logging, and idempotent installs of the tools each check needs.
+# Source it: `. "$(dirname "$0")/lib.sh"`. A missing tool is installed or the check fails; nothing is skipped.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The shared folder beside the checkout (read-only); CI has it too. Override for other layouts.
+SHARED_DIR="${SHARED_DIR:-$ROOT/../shared}"
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+_apt_updated=""
+# need_apt CMD PKG: make sure command CMD exists, installing Debian package PKG when it does not.
+need_apt() {
+  local cmd=$1 pkg=$2
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  command -v apt-get >/dev/null 2>&1 || die "$cmd is missing and apt-get is not available to install $pkg"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ -z "$_apt_updated" ]; then $sudo apt-get update -qq >&2; _apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >&2
+  command -v "$cmd" >/dev/null 2>&1 || die "installed $pkg but $cmd is still missing"
+}
+
+# need_pip CMD PKG[==VERSION]: make sure command CMD exists, installing PyPI package PKG when it does not.
+need_pip() {
+  local cmd=$1 pkg=$2
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  python3 -m pip install -q "$pkg" >&2 || die "pip install $pkg failed"
+  hash -r
+  command -v "$cmd" >/dev/null 2>&1 || die "installed $pkg but $cmd is still missing"
+}
+
+# need_cargo SUBCOMMAND CRATE: make sure `cargo SUBCOMMAND` exists, installing CRATE with --locked when it does not.
+need_cargo() {
+  local sub=$1 crate=$2
+  cargo "$sub" --version >/dev/null 2>&1 && return 0
+  cargo install --locked "$crate" >&2 || die "cargo install $crate failed"
+  cargo "$sub" --version >/dev/null 2>&1 || die "installed $crate but cargo $sub is still missing"
+}
+
+# need_musl: the static target for release and container checks.
+need_musl() {
+  rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl && return 0
+  rustup target add x86_64-unknown-linux-musl >&2 || die "rustup could not add x86_64-unknown-linux-musl"
+}
+
+# free_port: an unused TCP port on 127.0.0.1 (racy by nature; tests prefer PORT=0 and read the startup line).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
