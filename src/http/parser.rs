@@ -847,3 +847,692 @@ fn check_transfer_encoding(fields: &[Field<'_>]) -> Result<(), ParseError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(input: &[u8]) -> Result<Parsed<'_>, ParseError> {
+        parse_head(input, &Limits::DEFAULT)
+    }
+
+    /// A rejected head: the RFC rule, the input, the exact error.
+    struct Reject {
+        rfc: &'static str,
+        input: &'static [u8],
+        want: ParseError,
+    }
+
+    const fn rej(rfc: &'static str, input: &'static [u8], want: ParseError) -> Reject {
+        Reject { rfc, input, want }
+    }
+
+    use ParseError::*;
+
+    const REJECTS: &[Reject] = &[
+        // Request line: single SP separators, no other whitespace.
+        rej("RFC 9112 §3", b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §3", b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §3", b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §3", b"GET /\tHTTP/1.1\r\nHost: a\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §3", b" GET / HTTP/1.1\r\nHost: a\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §3", b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §3", b"GET / HTTP/1.1\t\r\nHost: a\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §3", b"GET / HTTP/1.1 x\r\nHost: a\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §3", b"GET \r\nHost: a\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §3", b"GET\r\n\r\n", BadRequestLine),
+        rej("RFC 9112 §2.2", b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", BadRequestLine),
+        // Method is a token.
+        rej("RFC 9110 §9.1", b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", BadMethod),
+        rej("RFC 9110 §9.1", b"G\x00T / HTTP/1.1\r\nHost: a\r\n\r\n", BadMethod),
+        rej("RFC 9110 §9.1", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", BadMethod),
+        rej("RFC 9110 §9.1", b"GE\xc3\x89T / HTTP/1.1\r\nHost: a\r\n\r\n", BadMethod),
+        // Request target: URI characters only, valid forms.
+        rej("RFC 9112 §3.2", b"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /a\"b HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /a<b> HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /a\\b HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /a{b} HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /a|b HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /a^b HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /a`b HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /a\x7fb HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET /a\x00b HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 3986 §2.1", b"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 3986 §2.1", b"GET /%4 HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 3986 §2.1", b"GET /% HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.1", b"GET /[x] HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.4", b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.4", b"OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.3", b"GET a.example:443 HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.3", b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.3", b"CONNECT a.example HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.3", b"CONNECT http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.2", b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.2", b"GET http:/// HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.2", b"GET http:// HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.2", b"GET http://a:99999/ HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2.2", b"GET http://a/[b] HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9110 §4.2.4", b"GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        rej("RFC 9112 §3.2", b"GET a/b HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+        // Version: "HTTP/" DIGIT "." DIGIT, case-sensitive; major must be 1.
+        rej("RFC 9112 §2.3", b"GET / http/1.1\r\nHost: a\r\n\r\n", BadVersion),
+        rej("RFC 9112 §2.3", b"GET / HTTP/1\r\nHost: a\r\n\r\n", BadVersion),
+        rej("RFC 9112 §2.3", b"GET / HTTP/1.\r\nHost: a\r\n\r\n", BadVersion),
+        rej("RFC 9112 §2.3", b"GET / HTTP/11\r\nHost: a\r\n\r\n", BadVersion),
+        rej("RFC 9112 §2.3", b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", BadVersion),
+        rej("RFC 9112 §2.3", b"GET / HTTP/1,1\r\nHost: a\r\n\r\n", BadVersion),
+        rej("RFC 9112 §2.3", b"GET / HTTPS/1.1\r\nHost: a\r\n\r\n", BadVersion),
+        rej("RFC 9112 §2.3", b"GET /\r\n\r\n", BadVersion),
+        rej("RFC 9112 §2.3", b"GET /index.html\r\n", BadVersion),
+        rej("RFC 9110 §15.6.6", b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", UnsupportedVersion),
+        rej("RFC 9110 §15.6.6", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", UnsupportedVersion),
+        rej("RFC 9110 §15.6.6", b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", UnsupportedVersion),
+        rej("RFC 9110 §15.6.6", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", UnsupportedVersion),
+        // Line endings.
+        rej("RFC 9112 §2.2", b"GET / HTTP/1.1\nHost: a\r\n\r\n", BareLf),
+        rej("RFC 9112 §2.2", b"GET / HTTP/1.1\r\nHost: a\n\r\n", BareLf),
+        rej("RFC 9112 §2.2", b"GET / HTTP/1.1\r\nHost: a\r\n\n", BareLf),
+        rej("RFC 9112 §2.2", b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", BareLf),
+        rej("RFC 9112 §2.2", b"GET /\n", BareLf),
+        rej("RFC 9112 §2.2", b"GET / HTTP/1.1\r\nX: a\nb\r\nHost: a\r\n\r\n", BareLf),
+        rej("RFC 9112 §2.2", b"GET / HTTP/1.1\rHost: a\r\n\r\n", BareCr),
+        rej("RFC 9112 §2.2", b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", BareCr),
+        rej("RFC 9112 §2.2", b"GET / HTTP/1.1\r\nHost: a\r\n\rX", BareCr),
+        rej("RFC 9112 §2.2", b"GET /\rHTTP/1.1\r\nHost: a\r\n\r\n", BareCr),
+        rej("RFC 9112 §2.2", b"\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", BareCr),
+        rej("RFC 9112 §2.2", b"GET / HTTP/1.1\r\nX-A: 1\r2\r\nHost: a\r\n\r\n", BareCr),
+        // Field lines.
+        rej("RFC 9112 §5", b"GET / HTTP/1.1\r\n: v\r\nHost: a\r\n\r\n", BadFieldName),
+        rej("RFC 9112 §5", b"GET / HTTP/1.1\r\nNoColon\r\nHost: a\r\n\r\n", BadFieldName),
+        rej("RFC 9112 §5", b"GET / HTTP/1.1\r\nX(y): v\r\nHost: a\r\n\r\n", BadFieldName),
+        rej("RFC 9112 §5", b"GET / HTTP/1.1\r\nX\x00: v\r\nHost: a\r\n\r\n", BadFieldName),
+        rej("RFC 9112 §5", b"GET / HTTP/1.1\r\nX\xc3\xa9: v\r\nHost: a\r\n\r\n", BadFieldName),
+        rej("RFC 9112 §5.1", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", SpaceBeforeColon),
+        rej("RFC 9112 §5.1", b"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", SpaceBeforeColon),
+        rej("RFC 9112 §5.1", b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", SpaceBeforeColon),
+        rej("RFC 9112 §5.2", b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", ObsFold),
+        rej("RFC 9112 §5.2", b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\tc\r\n\r\n", ObsFold),
+        rej("RFC 9112 §2.2", b"GET / HTTP/1.1\r\n Host: a\r\n\r\n", ObsFold),
+        rej("RFC 9110 §5.5", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", BadFieldValue),
+        rej("RFC 9110 §5.5", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", BadFieldValue),
+        rej("RFC 9110 §5.5", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", BadFieldValue),
+        rej("RFC 9110 §5.5", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x1bb\r\n\r\n", BadFieldValue),
+        // Host.
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\n\r\n", MissingHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nX-Host: a\r\n\r\n", MissingHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", DuplicateHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", DuplicateHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost:\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: a:\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: a:x\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: [zz::1]\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: a%2\r\n\r\n", BadHost),
+        rej("RFC 9112 §3.2", b"GET / HTTP/1.1\r\nHost: caf\xc3\xa9\r\n\r\n", BadHost),
+        // Content-Length.
+        rej("RFC 9112 §6.3", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", BadContentLength),
+        rej("RFC 9112 §6.3", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", BadContentLength),
+        rej("RFC 9112 §6.3", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", BadContentLength),
+        rej("RFC 9112 §6.3", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n", BadContentLength),
+        rej("RFC 9112 §6.3", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", BadContentLength),
+        rej("RFC 9112 §6.3", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n", BadContentLength),
+        rej(
+            "RFC 9112 §6.3",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n",
+            BadContentLength,
+        ),
+        rej(
+            "RFC 9112 §6.3",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            BadContentLength,
+        ),
+        rej(
+            "RFC 9112 §6.3",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            DuplicateContentLength,
+        ),
+        rej(
+            "RFC 9112 §6.3",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\n",
+            DuplicateContentLength,
+        ),
+        // Transfer-Encoding.
+        rej(
+            "RFC 9112 §6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ContentLengthWithTransferEncoding,
+        ),
+        rej(
+            "RFC 9112 §6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+            ContentLengthWithTransferEncoding,
+        ),
+        rej("RFC 9112 §6.1", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncodingOnHttp10),
+        rej(
+            "RFC 9112 §6.1",
+            b"POST / HTTP/1.0\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            TransferEncodingOnHttp10,
+        ),
+        rej(
+            "RFC 9112 §6.3",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            TransferEncodingNotChunked,
+        ),
+        rej(
+            "RFC 9112 §6.3",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            TransferEncodingNotChunked,
+        ),
+        rej(
+            "RFC 9112 §6.3",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+            TransferEncodingNotChunked,
+        ),
+        rej(
+            "RFC 9112 §6.3",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            TransferEncodingNotChunked,
+        ),
+        rej(
+            "RFC 9112 §6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ChunkedTwice,
+        ),
+        rej(
+            "RFC 9112 §6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            ChunkedTwice,
+        ),
+        rej(
+            "RFC 9112 §6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            UnknownTransferCoding,
+        ),
+        rej(
+            "RFC 9112 §6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo, chunked\r\n\r\n",
+            UnknownTransferCoding,
+        ),
+        rej(
+            "RFC 9112 §6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            UnknownTransferCoding,
+        ),
+        rej(
+            "RFC 9112 §7",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n",
+            UnknownTransferCoding,
+        ),
+        rej(
+            "RFC 9110 §5.6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n",
+            BadTransferEncoding,
+        ),
+        rej(
+            "RFC 9110 §5.6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n",
+            BadTransferEncoding,
+        ),
+        rej("RFC 9110 §5.6.1", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", BadTransferEncoding),
+        rej(
+            "RFC 9110 §5.6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n",
+            BadTransferEncoding,
+        ),
+        rej(
+            "RFC 9110 §5.6.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun ked\r\n\r\n",
+            BadTransferEncoding,
+        ),
+        // Expect.
+        rej("RFC 9110 §10.1.1", b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", UnsupportedExpectation),
+        rej(
+            "RFC 9110 §10.1.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, foo\r\n\r\n",
+            UnsupportedExpectation,
+        ),
+        rej(
+            "RFC 9110 §10.1.1",
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue;x=1\r\n\r\n",
+            UnsupportedExpectation,
+        ),
+        rej("RFC 9110 §10.1.1", b"POST / HTTP/1.0\r\nExpect: foo\r\n\r\n", UnsupportedExpectation),
+    ];
+
+    #[test]
+    fn rejects_each_rule_with_its_exact_error() {
+        for case in REJECTS {
+            let got = parse_all(case.input);
+            assert_eq!(got, Err(case.want), "{} ({}): {:?}", case.rfc, case.want, String::from_utf8_lossy(case.input));
+        }
+    }
+
+    /// Left-to-right: every prefix of a rejected head is Partial or already the same error.
+    #[test]
+    fn rejects_are_prefix_consistent() {
+        for case in REJECTS {
+            for n in 0..case.input.len() {
+                match parse_all(&case.input[..n]) {
+                    Ok(Parsed::Partial) => {}
+                    Err(e) => {
+                        assert_eq!(e, case.want, "{} prefix {n} of {:?}", case.rfc, String::from_utf8_lossy(case.input))
+                    }
+                    Ok(Parsed::Complete { .. }) => panic!("{}: prefix {n} complete", case.rfc),
+                }
+            }
+            // Bytes after the decisive one never change the verdict.
+            let mut longer = case.input.to_vec();
+            longer.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+            assert_eq!(parse_all(&longer), Err(case.want), "{} extended", case.rfc);
+        }
+    }
+
+    /// An accepted head and what it must parse to.
+    struct Accept {
+        rfc: &'static str,
+        input: &'static [u8],
+        method: &'static str,
+        path: &'static str,
+        query: Option<&'static str>,
+        version: Version,
+        framing: Framing,
+        keep_alive: bool,
+        expect_continue: bool,
+        fields: usize,
+    }
+
+    const GET11: Accept = Accept {
+        rfc: "RFC 9112 §3",
+        input: b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        method: "GET",
+        path: "/",
+        query: None,
+        version: Version::Http11,
+        framing: Framing::None,
+        keep_alive: true,
+        expect_continue: false,
+        fields: 1,
+    };
+
+    const ACCEPTS: &[Accept] = &[
+        GET11,
+        Accept {
+            rfc: "RFC 9112 §3.2.1",
+            input: b"GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+            path: "/a/b",
+            query: Some("x=1&y=%20"),
+            ..GET11
+        },
+        Accept { rfc: "RFC 9112 §3.2.1", input: b"GET /? HTTP/1.1\r\nHost: a\r\n\r\n", query: Some(""), ..GET11 },
+        Accept {
+            rfc: "RFC 9112 §3.2.1",
+            input: b"GET //a/./b/../c;p=1:@!$&'()*+,=-._~ HTTP/1.1\r\nHost: a\r\n\r\n",
+            path: "//a/./b/../c;p=1:@!$&'()*+,=-._~",
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §3.2.2",
+            input: b"GET http://example.com/p?q HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            path: "/p",
+            query: Some("q"),
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §3.2.2",
+            input: b"GET HTTPS://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            path: "/",
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §3.2.2",
+            input: b"GET http://[::1]:8080?x HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+            path: "/",
+            query: Some("x"),
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §3.2.4",
+            input: b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            method: "OPTIONS",
+            path: "*",
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §3.2.3",
+            input: b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+            method: "CONNECT",
+            path: "a.example:443",
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §3.2.3",
+            input: b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\nHost: [2001:db8::1]:443\r\n\r\n",
+            method: "CONNECT",
+            path: "[2001:db8::1]:443",
+            ..GET11
+        },
+        Accept { rfc: "RFC 9110 §9.1", input: b"get / HTTP/1.1\r\nHost: a\r\n\r\n", method: "get", ..GET11 },
+        Accept {
+            rfc: "RFC 9110 §9.1",
+            input: b"M-SEARCH!#$%&'*+.^_`|~ / HTTP/1.1\r\nHost: a\r\n\r\n",
+            method: "M-SEARCH!#$%&'*+.^_`|~",
+            ..GET11
+        },
+        Accept { rfc: "RFC 9112 §2.2", input: b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", ..GET11 },
+        Accept { rfc: "RFC 9112 §2.3", input: b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", ..GET11 },
+        Accept { rfc: "RFC 9112 §2.3", input: b"GET / HTTP/1.9\r\nHost: a\r\n\r\n", ..GET11 },
+        // Keep-alive rules.
+        Accept {
+            rfc: "RFC 9112 §9.3",
+            input: b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            keep_alive: false,
+            fields: 2,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §9.3",
+            input: b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, CLOSE\r\n\r\n",
+            keep_alive: false,
+            fields: 2,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §9.3",
+            input: b"GET / HTTP/1.1\r\nHost: a\r\nConnection: te\r\nConnection: close\r\n\r\n",
+            keep_alive: false,
+            fields: 3,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §9.3",
+            input: b"GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n",
+            fields: 2,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §9.3",
+            input: b"GET / HTTP/1.0\r\n\r\n",
+            version: Version::Http10,
+            keep_alive: false,
+            fields: 0,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §9.3",
+            input: b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+            version: Version::Http10,
+            fields: 1,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §9.3",
+            input: b"GET / HTTP/1.0\r\nConnection: foo,, keep-alive\r\n\r\n",
+            version: Version::Http10,
+            fields: 1,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §9.3",
+            input: b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+            version: Version::Http10,
+            keep_alive: false,
+            fields: 1,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §9.3",
+            input: b"GET / HTTP/1.0\r\nHost: a\r\nConnection: x\r\nConnection: keep-alive\r\n\r\n",
+            version: Version::Http10,
+            fields: 3,
+            ..GET11
+        },
+        // Framing.
+        Accept {
+            rfc: "RFC 9112 §6.3",
+            input: b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0042\r\n\r\n",
+            method: "POST",
+            framing: Framing::ContentLength(42),
+            fields: 2,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §6.3",
+            input: b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
+            method: "POST",
+            framing: Framing::ContentLength(u64::MAX),
+            fields: 2,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §6.1",
+            input: b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            method: "POST",
+            framing: Framing::Chunked,
+            fields: 2,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §6.1",
+            input: b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding:\tChunKed \r\n\r\n",
+            method: "POST",
+            framing: Framing::Chunked,
+            fields: 2,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9112 §6.1",
+            input: b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n",
+            method: "POST",
+            version: Version::Http10,
+            keep_alive: false,
+            framing: Framing::ContentLength(3),
+            fields: 1,
+            ..GET11
+        },
+        // Expect.
+        Accept {
+            rfc: "RFC 9110 §10.1.1",
+            input: b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n",
+            method: "POST",
+            framing: Framing::ContentLength(5),
+            expect_continue: true,
+            fields: 3,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9110 §10.1.1",
+            input: b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            method: "POST",
+            version: Version::Http10,
+            keep_alive: false,
+            framing: Framing::ContentLength(5),
+            fields: 2,
+            ..GET11
+        },
+        // Field values: OWS trimmed, obs-text opaque, HTAB inside.
+        Accept {
+            rfc: "RFC 9110 §5.5",
+            input: b"GET / HTTP/1.1\r\nHost: a\r\nX-Latin: caf\xe9 \xff\t\r\n\r\n",
+            fields: 2,
+            ..GET11
+        },
+        Accept {
+            rfc: "RFC 9110 §5.5",
+            input: b"GET / HTTP/1.1\r\nHost:a\r\nX-Empty:\r\nX-Tab:\t a\tb \t\r\n\r\n",
+            fields: 3,
+            ..GET11
+        },
+        Accept { rfc: "RFC 9112 §3.2", input: b"GET / HTTP/1.1\r\nHost: 192.0.2.1:80\r\n\r\n", ..GET11 },
+        Accept { rfc: "RFC 9112 §3.2", input: b"GET / HTTP/1.1\r\nHost: [v7.fe:x]\r\n\r\n", ..GET11 },
+        Accept { rfc: "RFC 9112 §3.2", input: b"GET / HTTP/1.1\r\nHost: xn--caf-dma.example%2E:0\r\n\r\n", ..GET11 },
+    ];
+
+    #[test]
+    fn accepts_valid_heads_with_exact_values() {
+        for case in ACCEPTS {
+            let ctx = format!("{}: {:?}", case.rfc, String::from_utf8_lossy(case.input));
+            let Ok(Parsed::Complete { head, head_len }) = parse_all(case.input) else {
+                panic!("{ctx}: {:?}", parse_all(case.input));
+            };
+            assert_eq!(head_len, case.input.len(), "{ctx}");
+            assert_eq!(head.method, case.method, "{ctx}");
+            assert_eq!(head.path, case.path, "{ctx}");
+            assert_eq!(head.query, case.query, "{ctx}");
+            assert_eq!(head.version, case.version, "{ctx}");
+            assert_eq!(head.framing, case.framing, "{ctx}");
+            assert_eq!(head.keep_alive, case.keep_alive, "{ctx}");
+            assert_eq!(head.expect_continue, case.expect_continue, "{ctx}");
+            assert_eq!(head.fields.len(), case.fields, "{ctx}");
+        }
+    }
+
+    /// Split invariance: every strict prefix of a valid head is Partial.
+    #[test]
+    fn every_prefix_of_a_valid_head_is_partial() {
+        for case in ACCEPTS {
+            for n in 0..case.input.len() {
+                assert_eq!(parse_all(&case.input[..n]), Ok(Parsed::Partial), "{} prefix {n}", case.rfc);
+            }
+        }
+    }
+
+    #[test]
+    fn fields_are_zero_copy_in_order_and_trimmed() {
+        let input = b"GET /x HTTP/1.1\r\nHost:  a.example \r\nX-Two: 1\r\nx-two:\t2 3\t\r\nX-Latin: caf\xe9\r\n\r\n";
+        let Ok(Parsed::Complete { head, .. }) = parse_all(input) else { panic!() };
+        let fields: Vec<(&[u8], &[u8])> = head.fields.iter().map(|f| (f.name, f.value)).collect();
+        assert_eq!(
+            fields,
+            vec![(&b"Host"[..], &b"a.example"[..]), (b"X-Two", b"1"), (b"x-two", b"2 3"), (b"X-Latin", b"caf\xe9"),]
+        );
+        assert_eq!(head.field("x-TWO"), Some(&b"1"[..]));
+        assert_eq!(head.field("host"), Some(&b"a.example"[..]));
+        assert_eq!(head.field("missing"), None);
+        assert_eq!(head.target, "/x");
+        // Zero-copy: the value points into the input.
+        let range = input.as_ptr_range();
+        assert!(range.contains(&head.fields[0].value.as_ptr()));
+    }
+
+    /// RFC 9112 §9.3 / §2.2: pipelined bytes after the head are left for the caller.
+    #[test]
+    fn head_len_stops_at_the_end_of_the_head() {
+        let input =
+            b"\r\nPOST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+        let Ok(Parsed::Complete { head, head_len }) = parse_all(input) else { panic!() };
+        assert_eq!(head.path, "/a");
+        assert_eq!(&input[head_len..head_len + 3], b"abc");
+        let rest = &input[head_len + 3..];
+        let Ok(Parsed::Complete { head, head_len }) = parse_all(rest) else { panic!() };
+        assert_eq!(head.path, "/b");
+        assert_eq!(head_len, rest.len());
+        // Garbage right after the head is not our business.
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\x00\xff\n\r";
+        assert!(matches!(parse_all(input), Ok(Parsed::Complete { head_len: 27, .. })));
+    }
+
+    fn small() -> Limits {
+        Limits { max_request_line: 16, max_header_bytes: 32, max_header_fields: 3 }
+    }
+
+    #[test]
+    fn limits() {
+        // RFC 9112 §3: the line "GET /23456789012 HTTP/1.1" is 25 bytes; 16 is the limit.
+        let l = small();
+        // Exactly at the limit (16 bytes before CRLF) is fine.
+        let ok = b"GET /234 HTTP/1.0\r\n\r\n";
+        assert_eq!(ok.len() - 4, 17);
+        let ok16 = b"GET /23 HTTP/1.0\r\n\r\n";
+        assert!(matches!(parse_head(ok16, &l), Ok(Parsed::Complete { .. })));
+        assert_eq!(parse_head(ok, &l), Err(RequestLineTooLong));
+        // Detected before the line ends: 17 bytes without CRLF.
+        assert_eq!(parse_head(b"GET /234567890123", &l), Err(RequestLineTooLong));
+        assert_eq!(parse_head(b"GET /23456789012", &l), Ok(Parsed::Partial));
+        // A leading CRLF does not count.
+        assert!(matches!(parse_head(b"\r\nGET /23 HTTP/1.0\r\n\r\n", &l), Ok(Parsed::Complete { .. })));
+        // Default limits: a request line of 8000 octets is accepted (RFC 9112 §3), 16 KiB + 1 is not.
+        let mut long = b"GET /".to_vec();
+        long.resize(8000 - 9, b'a');
+        long.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(matches!(parse_all(&long), Ok(Parsed::Complete { .. })));
+        let mut long = b"GET /".to_vec();
+        long.resize(16385, b'a');
+        assert_eq!(parse_all(&long), Err(RequestLineTooLong));
+        long.truncate(16384);
+        assert_eq!(parse_all(&long), Ok(Parsed::Partial));
+
+        // RFC 6585 §5: field section of 32 bytes at most (field lines with CRLFs).
+        let head = |fields: &str| format!("GET / HTTP/1.0\r\n{fields}\r\n").into_bytes();
+        let exactly = head("X: 12345678901234567890123456\r\n");
+        let field_bytes = exactly.len() - 16 - 2;
+        assert_eq!(field_bytes, 31);
+        assert!(matches!(parse_head(&exactly, &l), Ok(Parsed::Complete { .. })));
+        let at_limit = head("X: 123456789012345678901234567\r\n");
+        assert!(matches!(parse_head(&at_limit, &l), Ok(Parsed::Complete { .. })));
+        let over = head("X: 1234567890123456789012345678\r\n");
+        assert_eq!(parse_head(&over, &l), Err(HeaderSectionTooLarge));
+        // Detected without the end of the section.
+        assert_eq!(parse_head(&over[..16 + 33], &l), Err(HeaderSectionTooLarge));
+        assert_eq!(parse_head(&over[..16 + 32], &l), Ok(Parsed::Partial));
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.0\r\nA: 1\r\nB: 2222222222222222222222222222", &l),
+            Err(HeaderSectionTooLarge)
+        );
+
+        // Field count: 3 allowed, the 4th is refused as soon as it starts.
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &l),
+            Ok(Parsed::Complete { .. })
+        ));
+        assert_eq!(parse_head(b"GET / HTTP/1.0\r\nA:1\r\nB:2\r\nC:3\r\nD", &l), Err(TooManyFields));
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for _ in 0..99 {
+            many.extend_from_slice(b"X: y\r\n");
+        }
+        let done = [many.as_slice(), b"\r\n"].concat();
+        assert!(matches!(parse_all(&done), Ok(Parsed::Complete { .. })));
+        many.extend_from_slice(b"X: y\r\n\r\n");
+        assert_eq!(parse_all(&many), Err(TooManyFields));
+    }
+
+    #[test]
+    fn error_metadata_is_complete_and_unique() {
+        let mut reasons = std::collections::HashSet::new();
+        for &e in ParseError::ALL {
+            assert!(reasons.insert(e.reason()), "duplicate reason {}", e.reason());
+            assert!(e.reason().bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()));
+            assert!(!e.to_string().is_empty());
+            assert!(matches!(e.status(), 400 | 414 | 417 | 431 | 501 | 505));
+        }
+        assert_eq!(ParseError::ALL.len(), 26);
+        assert_eq!(RequestLineTooLong.status(), 414);
+        assert_eq!(HeaderSectionTooLarge.status(), 431);
+        assert_eq!(TooManyFields.status(), 431);
+        assert_eq!(UnsupportedVersion.status(), 505);
+        assert_eq!(UnknownTransferCoding.status(), 501);
+        assert_eq!(UnsupportedExpectation.status(), 417);
+        assert_eq!(BareLf.status(), 400);
+        // Every variant is exercised by the reject table or the limits test.
+        for &e in ParseError::ALL {
+            let covered = REJECTS.iter().any(|c| c.want == e)
+                || matches!(e, RequestLineTooLong | HeaderSectionTooLarge | TooManyFields);
+            assert!(covered, "no test case for {e:?}");
+        }
+    }
+
+    #[test]
+    fn empty_and_tiny_inputs_are_partial() {
+        for input in [&b""[..], b"\r", b"\r\n", b"G", b"GET", b"GET ", b"GET /", b"GET / H", b"GET / HTTP/1.1\r"] {
+            assert_eq!(parse_all(input), Ok(Parsed::Partial), "{input:?}");
+        }
+    }
+}
