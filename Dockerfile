@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# sre-mini container image: a static musl binary on distroless `static` (no shell, no package manager, no libc).
+#
+#   docker build --build-arg SRE_MINI_REVISION="$(git rev-parse HEAD)" -t sre-mini:dev .
+#   docker run --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges -p 8080:8080 sre-mini:dev
+#
+# Both base images are pinned by the digest of their multi-arch index; the tag beside it says what the image is,
+# the digest decides which bytes are used. The builder digest also pins the exact Rust toolchain (1.95). To update:
+#   docker buildx imagetools inspect rust:1.95-slim-bookworm                  (or: crane digest <image:tag>)
+#   docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot
+# and change tag and digest together in one reviewed commit (docs/kubernetes.md, "Image").
+
+# ---- build: static binary ---------------------------------------------------------------------------------------
+FROM rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
+# Git revision baked into sremini_build_info (read by build.rs) and the OCI label below.
+ARG SRE_MINI_REVISION=unknown
+WORKDIR /src
+# The musl standard library for this exact toolchain; rustup checks it against the signed channel manifest.
+RUN rustup target add x86_64-unknown-linux-musl
+# The context is an allow-list (.dockerignore): manifest, lockfile, build script and sources only.
+COPY . .
+# --locked: the dependency tree is exactly Cargo.lock (checksums included), or the build fails.
+RUN SRE_MINI_REVISION="${SRE_MINI_REVISION}" cargo build --release --locked --target x86_64-unknown-linux-musl \
+    && install -D -m 0555 target/x86_64-unknown-linux-musl/release/sre-mini /out/sre-mini
+
+# ---- runtime: distroless static, nonroot ----------------------------------------------------------------------
+FROM gcr.io/distroless/static-debian12:nonroot@sha256:d093aa3e30dbadd3efe1310db061a14da60299baff8450a17fe0ccc514a16639
+ARG SRE_MINI_REVISION=unknown
+LABEL org.opencontainers.image.title="sre-mini" \
+      org.opencontainers.image.description="A reference HTTP/1.1 workload for Kubernetes: std-only, bounded, observable, drillable." \
+      org.opencontainers.image.source="https://github.com/sre-mini/sre-mini" \
+      org.opencontainers.image.revision="${SRE_MINI_REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# Owned by root and read/execute only: the service user cannot replace its own binary even on a writable root.
+COPY --from=build --chown=0:0 /out/sre-mini /sre-mini
+# distroless `nonroot` (uid/gid 65532), numeric so runAsNonRoot can verify it without /etc/passwd.
+USER 65532:65532
+EXPOSE 8080
+# No shell and no curl in the image: the binary probes itself (exit 0 on 2xx, 1 otherwise, 2 s timeout).
+# Docker and Podman use this; Kubernetes ignores it and uses the probes in k8s.yaml. Assumes the default PORT.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/sre-mini", "probe", "http://127.0.0.1:8080/healthz"]
+# Exec form: the binary is PID 1 and receives SIGTERM directly (no shell in between to swallow it).
+ENTRYPOINT ["/sre-mini"]
