@@ -1,0 +1,155 @@
+//! Response encoding: status line, the headers every answer carries, and the body (none for HEAD).
+
+use std::borrow::Cow;
+
+use crate::clock;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Cow<'static, [u8]>,
+    /// For 405: the methods the route takes.
+    pub allow: Option<&'static str>,
+    /// For 503: seconds a client should wait.
+    pub retry_after: Option<u32>,
+}
+
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+impl Response {
+    pub fn text(status: u16, body: &'static str) -> Response {
+        Response { status, content_type: TEXT, body: Cow::Borrowed(body.as_bytes()), allow: None, retry_after: None }
+    }
+
+    pub fn owned(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
+        Response { status, content_type, body: Cow::Owned(body), allow: None, retry_after: None }
+    }
+
+    pub fn retry_after(mut self, seconds: u32) -> Response {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The `Date` header value, formatted at most once a second per owner.
+#[derive(Default)]
+pub struct DateCache {
+    secs: i64,
+    value: String,
+}
+
+impl DateCache {
+    pub fn get(&mut self) -> &str {
+        let (secs, _) = clock::unix_now();
+        if secs != self.secs || self.value.is_empty() {
+            self.secs = secs;
+            self.value = clock::imf_fixdate(secs);
+        }
+        &self.value
+    }
+}
+
+/// How the connection continues after this response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    Close,
+    KeepAlive,
+    /// HTTP/1.0 keep-alive must be confirmed explicitly.
+    KeepAliveHttp10,
+}
+
+/// Appends the encoded response to `out`; returns the number of body bytes written.
+pub fn encode(
+    out: &mut Vec<u8>,
+    resp: &Response,
+    head_only: bool,
+    request_id: &str,
+    persistence: Persistence,
+    date: &str,
+) -> usize {
+    use std::io::Write as _;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Request-Id: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
+        resp.status,
+        reason_phrase(resp.status),
+        date,
+        resp.content_type,
+        resp.body.len(),
+        request_id
+    );
+    if let Some(allow) = resp.allow {
+        let _ = write!(out, "Allow: {allow}\r\n");
+    }
+    if let Some(secs) = resp.retry_after {
+        let _ = write!(out, "Retry-After: {secs}\r\n");
+    }
+    match persistence {
+        Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        Persistence::KeepAliveHttp10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Persistence::KeepAlive => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    if head_only {
+        0
+    } else {
+        out.extend_from_slice(&resp.body);
+        resp.body.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_required_headers_and_head_has_no_body() {
+        let r = Response::text(503, "busy\n").retry_after(1);
+        let mut out = Vec::new();
+        let n = encode(&mut out, &r, false, "abc", Persistence::Close, "Sun, 06 Nov 1994 08:49:37 GMT");
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(n, 5);
+        assert!(s.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        for h in [
+            "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+            "Content-Length: 5\r\n",
+            "Content-Type: text/plain; charset=utf-8\r\n",
+            "X-Request-Id: abc\r\n",
+            "Retry-After: 1\r\n",
+            "Connection: close\r\n",
+        ] {
+            assert!(s.contains(h), "{h}");
+        }
+        assert!(s.ends_with("\r\n\r\nbusy\n"));
+        assert!(!s.to_ascii_lowercase().contains("server:"));
+
+        let mut head = Vec::new();
+        assert_eq!(encode(&mut head, &r, true, "abc", Persistence::KeepAlive, "d"), 0);
+        let h = String::from_utf8(head).unwrap();
+        assert!(h.contains("Content-Length: 5\r\n") && h.ends_with("\r\n\r\n") && !h.contains("Connection:"));
+    }
+}

@@ -1,0 +1,493 @@
+//! Prometheus metrics: lock-free recording on the request path, and the text exposition format 0.0.4.
+//!
+//! Every label set is drawn from small fixed enums (method, route template, status code, reason), so no input
+//! can add a series. Counters are plain atomic arrays indexed by those enums; rendering walks them once.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::http::chunked::ChunkedError;
+use crate::http::parser::ParseError;
+use crate::log;
+use crate::process::ProcessInfo;
+use crate::router::{Method, Route};
+use crate::state::AppState;
+
+/// The exact Content-Type Prometheus 3 expects for this format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every status this server sends. Indexes the request counter.
+pub const CODES: [u16; 14] = [200, 400, 404, 405, 408, 409, 413, 414, 417, 431, 500, 501, 503, 505];
+
+/// Fixed histogram boundaries in seconds; they bracket the SLO thresholds (0.1 … 2.5). One more, just above
+/// the configured /work delay, is added at start-up so /work latency is resolved where it actually lands.
+pub const BASE_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const MAX_BUCKETS: usize = BASE_BUCKETS.len() + 1;
+
+/// Why a connection or request was refused by a configured limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitReason {
+    ConnectionCap,
+    RequestLineTooLong,
+    HeaderTooLarge,
+    TooManyFields,
+    BodyTooLarge,
+    HeaderTimeout,
+    BodyTimeout,
+    WriteTimeout,
+}
+
+impl LimitReason {
+    pub const ALL: [LimitReason; 8] = [
+        LimitReason::ConnectionCap,
+        LimitReason::RequestLineTooLong,
+        LimitReason::HeaderTooLarge,
+        LimitReason::TooManyFields,
+        LimitReason::BodyTooLarge,
+        LimitReason::HeaderTimeout,
+        LimitReason::BodyTimeout,
+        LimitReason::WriteTimeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitReason::ConnectionCap => "connection_cap",
+            LimitReason::RequestLineTooLong => "request_line_too_long",
+            LimitReason::HeaderTooLarge => "header_too_large",
+            LimitReason::TooManyFields => "too_many_fields",
+            LimitReason::BodyTooLarge => "body_too_large",
+            LimitReason::HeaderTimeout => "header_timeout",
+            LimitReason::BodyTimeout => "body_timeout",
+            LimitReason::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+struct Histogram {
+    /// Non-cumulative counts; the last slot is the +Inf overflow. Cumulated at render time.
+    buckets: [AtomicU64; MAX_BUCKETS + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_nanos: AtomicU64::new(0) }
+    }
+}
+
+pub struct Metrics {
+    requests: Vec<AtomicU64>,
+    durations: Vec<Histogram>,
+    bounds: Vec<f64>,
+    bounds_nanos: Vec<u64>,
+    pub in_flight: AtomicI64,
+    pub work_rejections: AtomicU64,
+    limit_rejections: [AtomicU64; LimitReason::ALL.len()],
+    parse_reasons: Vec<&'static str>,
+    parse_errors: Vec<AtomicU64>,
+    pub connections_open: AtomicI64,
+    pub connections_accepted: AtomicU64,
+    pub panics: AtomicU64,
+    build_labels: String,
+}
+
+const METHODS: usize = Method::ALL.len();
+const ROUTES: usize = Route::ALL.len();
+
+fn counter_index(method: Method, route: Route, code_index: usize) -> usize {
+    (method as usize * ROUTES + route as usize) * CODES.len() + code_index
+}
+
+impl Metrics {
+    pub fn new(work_delay: Duration) -> Metrics {
+        let mut bounds = BASE_BUCKETS.to_vec();
+        // "Just above" the delay: 5% or 50 ms over it, whichever is more, rounded to a millisecond.
+        let delay = work_delay.as_secs_f64();
+        let above = ((delay + (delay * 0.05).max(0.05)) * 1000.0).round() / 1000.0;
+        if !bounds.iter().any(|b| (b - above).abs() < 1e-9) {
+            bounds.push(above);
+            bounds.sort_by(f64::total_cmp);
+        }
+        let bounds_nanos = bounds.iter().map(|b| (b * 1e9).round() as u64).collect();
+        let mut parse_reasons: Vec<&'static str> = ParseError::ALL.iter().map(|e| e.reason()).collect();
+        parse_reasons.extend(ChunkedError::ALL.iter().map(|e| e.reason()));
+        parse_reasons.sort_unstable();
+        parse_reasons.dedup();
+        let build_labels = format!(
+            "version=\"{}\",revision=\"{}\",rustc=\"{}\"",
+            escape_label(env!("CARGO_PKG_VERSION")),
+            escape_label(env!("SRE_MINI_REVISION")),
+            escape_label(env!("SRE_MINI_RUSTC"))
+        );
+        Metrics {
+            requests: (0..METHODS * ROUTES * CODES.len()).map(|_| AtomicU64::new(0)).collect(),
+            durations: (0..METHODS * ROUTES).map(|_| Histogram::new()).collect(),
+            bounds,
+            bounds_nanos,
+            in_flight: AtomicI64::new(0),
+            work_rejections: AtomicU64::new(0),
+            limit_rejections: std::array::from_fn(|_| AtomicU64::new(0)),
+            parse_errors: parse_reasons.iter().map(|_| AtomicU64::new(0)).collect(),
+            parse_reasons,
+            connections_open: AtomicI64::new(0),
+            connections_accepted: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            build_labels,
+        }
+    }
+
+    pub fn bucket_bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
+    /// Counts one response and its duration. Called for every response, early rejections included.
+    pub fn observe(&self, method: Method, route: Route, status: u16, elapsed: Duration) {
+        let code_index = CODES.iter().position(|&c| c == status).unwrap_or_else(|| {
+            debug_assert!(false, "status {status} missing from CODES");
+            CODES.len() - 1
+        });
+        self.requests[counter_index(method, route, code_index)].fetch_add(1, Ordering::Relaxed);
+        let h = &self.durations[method as usize * ROUTES + route as usize];
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let slot = self.bounds_nanos.iter().position(|&b| nanos <= b).unwrap_or(self.bounds_nanos.len());
+        h.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    pub fn limit_rejected(&self, reason: LimitReason) {
+        self.limit_rejections[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn parse_error(&self, reason: &str) {
+        if let Some(i) = self.parse_reasons.iter().position(|r| *r == reason) {
+            self.parse_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Test hook: the current value of one request counter.
+    pub fn requests_total(&self, method: Method, route: Route, status: u16) -> u64 {
+        CODES
+            .iter()
+            .position(|&c| c == status)
+            .map_or(0, |i| self.requests[counter_index(method, route, i)].load(Ordering::Relaxed))
+    }
+
+    /// Renders every family in the text exposition format 0.0.4.
+    pub fn render(&self, state: &AppState, process: &ProcessInfo, out: &mut String) {
+        out.reserve(16 * 1024);
+        family(
+            out,
+            "http_requests_total",
+            "counter",
+            "HTTP responses sent, by method, route template and status code.",
+        );
+        for (m, method) in Method::ALL.iter().enumerate() {
+            for (r, route) in Route::ALL.iter().enumerate() {
+                for (c, code) in CODES.iter().enumerate() {
+                    let v = self.requests[(m * ROUTES + r) * CODES.len() + c].load(Ordering::Relaxed);
+                    // The series the SLO rules read exist from the first scrape, at 0.
+                    let slo_series = *route == Route::Work
+                        && matches!(method, Method::Get | Method::Head)
+                        && matches!(code, 200 | 500 | 503);
+                    if v > 0 || slo_series {
+                        let _ = writeln!(
+                            out,
+                            "http_requests_total{{method=\"{}\",route=\"{}\",code=\"{}\"}} {}",
+                            method.label(),
+                            route.label(),
+                            code,
+                            v
+                        );
+                    }
+                }
+            }
+        }
+
+        family(
+            out,
+            "http_request_duration_seconds",
+            "histogram",
+            "Time from the first byte of a request to its response being queued, by method and route template.",
+        );
+        for (m, method) in Method::ALL.iter().enumerate() {
+            for (r, route) in Route::ALL.iter().enumerate() {
+                let h = &self.durations[m * ROUTES + r];
+                let counts: Vec<u64> =
+                    h.buckets[..=self.bounds.len()].iter().map(|b| b.load(Ordering::Relaxed)).collect();
+                let total: u64 = counts.iter().sum();
+                let always = *route == Route::Work && *method == Method::Get;
+                if total == 0 && !always {
+                    continue;
+                }
+                let labels = format!("method=\"{}\",route=\"{}\"", method.label(), route.label());
+                let mut cumulative = 0;
+                for (bound, count) in self.bounds.iter().zip(&counts) {
+                    cumulative += count;
+                    let _ = writeln!(
+                        out,
+                        "http_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {cumulative}",
+                        format_le(*bound)
+                    );
+                }
+                // Derived from the same snapshot, so +Inf always equals _count.
+                let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}");
+                let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+                let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {}", format_value(sum));
+                let _ = writeln!(out, "http_request_duration_seconds_count{{{labels}}} {total}");
+            }
+        }
+
+        gauge(
+            out,
+            "http_requests_in_flight",
+            "Requests received and not yet answered.",
+            self.in_flight.load(Ordering::Relaxed) as f64,
+        );
+        gauge(out, "sremini_ready", "1 when /readyz answers 200.", bool_value(state.is_ready()));
+        gauge(
+            out,
+            "sremini_shutting_down",
+            "1 from the first SIGTERM or SIGINT on.",
+            bool_value(state.shutting_down()),
+        );
+        gauge(
+            out,
+            "sremini_work_error_ratio",
+            "Fraction of /work requests the /fail/work drill turns into 500.",
+            state.work_fail_ratio(),
+        );
+        counter(
+            out,
+            "sremini_work_rejections_total",
+            "/work requests refused with 503 because the bulkhead was full.",
+            self.work_rejections.load(Ordering::Relaxed),
+        );
+
+        family(
+            out,
+            "sremini_limit_rejections_total",
+            "counter",
+            "Connections or requests refused by a configured limit, by reason.",
+        );
+        for reason in LimitReason::ALL {
+            let v = self.limit_rejections[reason as usize].load(Ordering::Relaxed);
+            let _ = writeln!(out, "sremini_limit_rejections_total{{reason=\"{}\"}} {v}", reason.label());
+        }
+
+        gauge(
+            out,
+            "sremini_connections_open",
+            "Client connections currently open.",
+            self.connections_open.load(Ordering::Relaxed) as f64,
+        );
+        counter(
+            out,
+            "sremini_connections_accepted_total",
+            "Client connections accepted, refused ones included.",
+            self.connections_accepted.load(Ordering::Relaxed),
+        );
+
+        family(out, "sremini_parse_errors_total", "counter", "Requests rejected as malformed, by reason.");
+        for (reason, v) in self.parse_reasons.iter().zip(&self.parse_errors) {
+            let _ = writeln!(out, "sremini_parse_errors_total{{reason=\"{reason}\"}} {}", v.load(Ordering::Relaxed));
+        }
+
+        counter(
+            out,
+            "sremini_panics_total",
+            "Handler panics caught and answered with 500.",
+            self.panics.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "sremini_log_lines_dropped_total",
+            "Request log lines dropped because stdout could not keep up.",
+            log::DROPPED_LINES.load(Ordering::Relaxed),
+        );
+        family(out, "sremini_build_info", "gauge", "Build metadata; the value is always 1.");
+        let _ = writeln!(out, "sremini_build_info{{{}}} 1", self.build_labels);
+
+        if let Some(p) = process.read() {
+            counter_f(
+                out,
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                p.cpu_seconds,
+            );
+            gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes as f64);
+            gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_bytes as f64);
+            gauge(out, "process_open_fds", "Number of open file descriptors.", p.open_fds as f64);
+            gauge(out, "process_max_fds", "Maximum number of open file descriptors.", p.max_fds as f64);
+            gauge(out, "process_threads", "Number of OS threads in the process.", p.threads as f64);
+        }
+        gauge(
+            out,
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            process.start_time_seconds,
+        );
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    family(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {}", format_value(value));
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn counter_f(out: &mut String, name: &str, help: &str, value: f64) {
+    family(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {}", format_value(value));
+}
+
+fn bool_value(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// HELP text escaping: backslash and line feed (exposition format, "Comments, help text, and type information").
+pub fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Label value escaping: backslash, double quote and line feed.
+pub fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Sample values as Go's ParseFloat reads them: `+Inf`, `-Inf`, `NaN`, else the shortest round-trip decimal.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// `le` values always carry a decimal point (`1.0`, not `1`), matching Prometheus 3's normalised form.
+pub fn format_le(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 { format!("{v:.1}") } else { format_value(v) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_help("a\\b\nc\"d"), "a\\\\b\\nc\"d");
+        assert_eq!(escape_label("a\\b\nc\"d"), "a\\\\b\\nc\\\"d");
+    }
+
+    #[test]
+    fn number_formatting() {
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(3.0), "3");
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(1e-9), "0.000000001");
+        assert_eq!(format_le(1.0), "1.0");
+        assert_eq!(format_le(10.0), "10.0");
+        assert_eq!(format_le(0.005), "0.005");
+        assert_eq!(format_le(2.1), "2.1");
+    }
+
+    #[test]
+    fn bucket_just_above_the_work_delay() {
+        assert!(Metrics::new(Duration::from_millis(2000)).bucket_bounds().contains(&2.1));
+        assert!(Metrics::new(Duration::from_millis(50)).bucket_bounds().contains(&0.1));
+        let b = Metrics::new(Duration::from_millis(300)).bucket_bounds().to_vec();
+        assert!(b.contains(&0.35) && b.windows(2).all(|w| w[0] < w[1]));
+        for slo in [0.1, 0.25, 0.5, 1.0, 2.5] {
+            assert!(b.contains(&slo));
+        }
+    }
+
+    fn render(m: &Metrics) -> String {
+        let mut s = String::new();
+        m.render(&AppState::default(), &ProcessInfo::new(), &mut s);
+        s
+    }
+
+    #[test]
+    fn histogram_is_cumulative_and_inf_equals_count() {
+        let m = Metrics::new(Duration::from_millis(2000));
+        for ms in [1, 7, 7, 300, 2050, 2050, 2050, 60_000] {
+            m.observe(Method::Get, Route::Work, 200, Duration::from_millis(ms));
+        }
+        let text = render(&m);
+        let line = |le: &str| -> u64 {
+            let prefix = format!("http_request_duration_seconds_bucket{{method=\"GET\",route=\"/work\",le=\"{le}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap().parse().unwrap()
+        };
+        assert_eq!(line("0.005"), 1);
+        assert_eq!(line("0.01"), 3);
+        assert_eq!(line("0.5"), 4);
+        assert_eq!(line("2.1"), 7);
+        assert_eq!(line("10.0"), 7);
+        assert_eq!(line("+Inf"), 8);
+        assert!(text.contains("http_request_duration_seconds_count{method=\"GET\",route=\"/work\"} 8\n"));
+        assert!(text.contains("http_request_duration_seconds_sum{method=\"GET\",route=\"/work\"} 66.465\n"));
+    }
+
+    #[test]
+    fn families_are_contiguous_with_help_and_type() {
+        let m = Metrics::new(Duration::from_millis(2000));
+        m.observe(Method::Other, Route::Unmatched, 404, Duration::from_millis(1));
+        m.observe(Method::Get, Route::Healthz, 200, Duration::from_millis(1));
+        m.parse_error(ParseError::ALL[0].reason());
+        let text = render(&m);
+        assert!(text.ends_with('\n'));
+        let mut seen: Vec<String> = Vec::new();
+        let mut current = String::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(!seen.contains(&name), "family {name} appears twice");
+                seen.push(name.clone());
+                current = name;
+                continue;
+            }
+            if l.starts_with("# TYPE ") {
+                assert!(l.starts_with(&format!("# TYPE {current} ")));
+                continue;
+            }
+            let name = l.split(['{', ' ']).next().unwrap();
+            let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(name == current || base == current, "{l} outside its family {current}");
+        }
+        assert!(
+            text.contains("http_requests_total{method=\"GET\",route=\"/work\",code=\"500\"} 0\n"),
+            "SLO series pre-initialised"
+        );
+        assert!(text.contains("http_requests_total{method=\"OTHER\",route=\"unmatched\",code=\"404\"} 1\n"));
+        assert!(text.contains("sremini_build_info{version=\""));
+    }
+
+    #[test]
+    fn counting_is_exact() {
+        let m = Metrics::new(Duration::from_millis(2000));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        m.observe(Method::Get, Route::Healthz, 200, Duration::from_micros(50));
+                    }
+                });
+            }
+        });
+        assert_eq!(m.requests_total(Method::Get, Route::Healthz, 200), 40_000);
+    }
+}
