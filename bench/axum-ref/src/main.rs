@@ -1,26 +1,35 @@
 //! Reference server for `scripts/bench.sh`: the same observable behaviour as sre-mini on the benchmarked
 //! paths, built the conventional way (axum + hyper on tokio's multi-thread runtime).
 //!
-//! - `GET|HEAD /healthz` -> 200 `ok\n`; `GET|HEAD /readyz` -> 200 `ok\n` (ready as soon as it listens);
-//! - `GET|HEAD /work` -> sleeps `WORK_DELAY_MS` (default 2000) with `tokio::time::sleep`, then 200 `ok\n`;
+//! - `GET|HEAD /healthz` -> 200 `ok\n`; `GET|HEAD /readyz` -> 200 `ready\n` (ready as soon as it listens);
+//! - `GET|HEAD /work` -> sleeps `WORK_DELAY_MS` (default 2000) with `tokio::time::sleep`, then 200 `work done\n`;
 //! - listens on `127.0.0.1:$PORT` (default 8080; 0 picks a free port, printed in the "ready" line);
-//! - logs one JSON line per request on stdout (timestamp, method, path, status, duration, request id),
-//!   as sre-mini does; every response carries `X-Request-Id`.
+//! - every response carries `X-Request-Id` (16 hex digits), `Cache-Control: no-store` and
+//!   `X-Content-Type-Options: nosniff`, as sre-mini's do;
+//! - logs one JSON line per request on stdout with sre-mini's fields (ts, level, msg, method, route, path,
+//!   status, duration_ms, bytes, remote, request_id, user_agent), handed to a writer thread through a bounded
+//!   queue (lines are dropped, never waited for, when it is full), like sre-mini and like the usual
+//!   `tracing-appender` non-blocking setup.
 //!
 //! `WORKERS` (optional) sets the runtime's worker threads; tokio's default is one per core.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::HeaderValue;
+use axum::body::HttpBody as _;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 
-static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(0);
+static LOG_QUEUE: OnceLock<SyncSender<String>> = OnceLock::new();
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -69,33 +78,96 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// One log line, written with a single `write_all` on the locked stdout (a `LineWriter`: one write per line).
-fn log_line(line: &str) {
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+/// Starts the stdout writer thread: it takes lines from a bounded queue and writes whatever is waiting
+/// before each flush, so a busy server makes few write calls.
+fn start_log_writer() {
+    let (tx, rx) = mpsc::sync_channel::<String>(1024);
+    std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || {
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+            while let Ok(line) = rx.recv() {
+                let _ = out.write_all(line.as_bytes());
+                while let Ok(more) = rx.try_recv() {
+                    let _ = out.write_all(more.as_bytes());
+                }
+                let _ = out.flush();
+            }
+        })
+        .expect("log writer thread");
+    let _ = LOG_QUEUE.set(tx);
+}
+
+/// Queues one line; never blocks (a full queue drops the line, as sre-mini does).
+fn log_line(line: String) {
+    if let Some(tx) = LOG_QUEUE.get() {
+        let _ = tx.try_send(line);
+    }
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/work" => "/work",
+        _ => "unmatched",
+    }
 }
 
 async fn access_log(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let id = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
+    let remote = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(&v.as_bytes()[..v.len().min(1024)]).into_owned())
+        .unwrap_or_default();
+    let id = format!("{:016x}", splitmix64(NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)));
     let mut resp = next.run(req).await;
-    resp.headers_mut().insert("x-request-id", HeaderValue::from(id));
+    let headers = resp.headers_mut();
+    headers.insert("x-request-id", HeaderValue::from_str(&id).expect("hex id"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let bytes = resp.body().size_hint().exact().unwrap_or(0);
+    let status = resp.status().as_u16();
+    let level = match status {
+        500.. => "error",
+        400.. => "warn",
+        _ => "info",
+    };
     let micros = start.elapsed().as_micros();
-    let mut line = String::with_capacity(160);
+    let mut line = String::with_capacity(256);
     line.push_str("{\"ts\":\"");
     line.push_str(&timestamp());
-    line.push_str("\",\"level\":\"info\",\"msg\":\"request\",\"method\":");
+    line.push_str("\",\"level\":\"");
+    line.push_str(level);
+    line.push_str("\",\"msg\":\"request\",\"method\":");
     push_json_str(&mut line, method.as_str());
-    line.push_str(",\"path\":");
+    line.push_str(",\"route\":\"");
+    line.push_str(route_label(&path));
+    line.push_str("\",\"path\":");
     push_json_str(&mut line, &path);
     line.push_str(&format!(
-        ",\"status\":{},\"duration_ms\":{}.{:03},\"request_id\":{id}}}\n",
-        resp.status().as_u16(),
+        ",\"status\":{status},\"duration_ms\":{}.{:03},\"bytes\":{bytes},\"remote\":\"{remote}\",\"request_id\":\"{id}\",\"user_agent\":",
         micros / 1000,
         micros % 1000
     ));
-    log_line(&line);
+    push_json_str(&mut line, &user_agent);
+    line.push_str("}\n");
+    log_line(line);
     resp
 }
 
@@ -103,9 +175,13 @@ async fn ok() -> &'static str {
     "ok\n"
 }
 
+async fn ready() -> &'static str {
+    "ready\n"
+}
+
 async fn work(State(delay): State<Duration>) -> &'static str {
     tokio::time::sleep(delay).await;
-    "ok\n"
+    "work done\n"
 }
 
 fn main() {
@@ -119,11 +195,12 @@ fn main() {
             std::process::exit(2)
         }));
     }
+    start_log_writer();
     let rt = builder.build().expect("tokio runtime");
     rt.block_on(async move {
         let app = Router::new()
             .route("/healthz", get(ok))
-            .route("/readyz", get(ok))
+            .route("/readyz", get(ready))
             .route("/work", get(work))
             .with_state(delay)
             .layer(middleware::from_fn(access_log));
@@ -134,10 +211,12 @@ fn main() {
                 std::process::exit(1)
             });
         let addr = listener.local_addr().expect("local addr");
-        log_line(&format!(
+        log_line(format!(
             "{{\"ts\":\"{}\",\"level\":\"info\",\"msg\":\"ready\",\"addr\":\"{addr}\"}}\n",
             timestamp()
         ));
-        axum::serve(listener, app).await.expect("serve");
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .expect("serve");
     });
 }
