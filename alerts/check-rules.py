@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""Static and live checks of alerts/alerts.yaml, run by scripts/check-alerts.sh (see there for the whole list).
+
+Subcommands (each prints what it checked and exits 1 with one "FAIL:" line per problem):
+  schema     ALERTS SCHEMA                 the PrometheusRule validates against the CRD's JSON schema; kind, apiVersion,
+                                           namespace and selector labels are what the operator in `monitoring` needs
+  structure  ALERTS RUNBOOK                labels and annotations of every alert; every runbook_url anchor resolves to
+                                           a heading of the runbook (GitHub's slug rules)
+  coverage   ALERTS TESTDIR                every alerting rule has a unit test in which it fires and one in which its
+                                           alert must not fire; every recording rule is read by an alert
+  metrics    ALERTS FRESH.txt LIVE.txt     every metric a rule names is recorded by a rule, exported by the binary or
+                                           in the documented allow-list below; every selector on an exported metric
+                                           matches a live series; every series an absent() expects exists on a fresh
+                                           binary (before any traffic)
+"""
+import json
+import os
+import re
+import sys
+
+import yaml
+
+BASE_URL = "https://github.com/sre-mini/sre-mini/blob/main/runbooks/incident.md#"
+SEVERITIES = {"page", "ticket"}
+
+# Metrics the rules may name that the sre-mini binary does not export. Each one is documented upstream:
+# - up: synthesised by Prometheus for every scrape target
+#   (https://prometheus.io/docs/concepts/jobs_instances/#automatically-generated-labels-and-time-series)
+# - kube_*: kube-state-metrics v2 (https://github.com/kubernetes/kube-state-metrics/tree/main/docs/metrics),
+#   files workload/horizontalpodautoscaler-metrics.md, workload/pod-metrics.md, workload/deployment-metrics.md.
+#   Labels used: namespace, horizontalpodautoscaler, pod, container, reason, deployment.
+ALLOW = {
+    "up": "Prometheus: synthesised per target",
+    "kube_horizontalpodautoscaler_status_current_replicas": "kube-state-metrics: HPA current replicas",
+    "kube_horizontalpodautoscaler_spec_max_replicas": "kube-state-metrics: HPA maxReplicas",
+    "kube_horizontalpodautoscaler_spec_min_replicas": "kube-state-metrics: HPA minReplicas",
+    "kube_pod_container_status_restarts_total": "kube-state-metrics: container restarts",
+    "kube_pod_container_status_waiting_reason": "kube-state-metrics: container waiting reason",
+    "kube_deployment_status_replicas_available": "kube-state-metrics: available replicas",
+    "kube_deployment_spec_replicas": "kube-state-metrics: desired replicas",
+}
+# Labels Prometheus attaches to every scraped series (target labels), so /metrics itself never carries them.
+TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "container"}
+
+KEYWORDS = {
+    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile",
+    "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right", "atan2",
+    "inf", "nan",
+}
+GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+
+problems = []
+
+
+def fail(msg):
+    problems.append(msg)
+    print(f"FAIL: {msg}", file=sys.stderr)
+
+
+def finish(what):
+    if problems:
+        print(f"{len(problems)} problem(s) in {what}", file=sys.stderr)
+        sys.exit(1)
+
+
+def load_rule(path):
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    rules = [d for d in docs if isinstance(d, dict) and d.get("kind") == "PrometheusRule"]
+    if len(rules) != 1:
+        fail(f"{path}: expected exactly one PrometheusRule document, found {len(rules)}")
+        finish("loading")
+    return rules[0]
+
+
+def all_rules(obj):
+    for group in obj["spec"]["groups"]:
+        for rule in group["rules"]:
+            yield group["name"], rule
+
+
+def rule_id(rule):
+    """A readable identity: alert name plus the labels that tell same-named rules apart."""
+    if "record" in rule:
+        return rule["record"]
+    labels = rule.get("labels", {})
+    extra = ",".join(f"{k}={labels[k]}" for k in ("long", "short") if k in labels)
+    return f"{rule['alert']}{{{extra}}}" if extra else rule["alert"]
+
+
+# --------------------------------------------------------------------------------------------------- schema ----
+def cmd_schema(alerts, schema_path):
+    import jsonschema
+
+    obj = load_rule(alerts)
+    with open(schema_path, encoding="utf-8") as f:
+        schema = json.load(f)
+    # No check_schema(): the CRD's patterns are Go RE2 (`^(?i)...` puts a flag mid-pattern, which Python's
+    # meta-schema format check rejects although Kubernetes accepts it). Validation itself compiles only the
+    # patterns of fields present in the document.
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    errors = sorted(cls(schema).iter_errors(obj), key=lambda e: list(e.absolute_path))
+    for e in errors:
+        where = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        fail(f"{alerts}: schema {os.path.basename(schema_path)}: at {where}: {e.message}")
+    if obj.get("apiVersion") != "monitoring.coreos.com/v1":
+        fail(f"{alerts}: apiVersion must be monitoring.coreos.com/v1, is {obj.get('apiVersion')!r}")
+    meta = obj.get("metadata") or {}
+    if meta.get("namespace") != "monitoring":
+        fail(f"{alerts}: metadata.namespace must be monitoring (where the operator looks), is {meta.get('namespace')!r}")
+    labels = meta.get("labels") or {}
+    want = {"release": "kube-prometheus-stack", "prometheus": "k8s", "role": "alert-rules"}
+    for k, v in want.items():
+        if labels.get(k) != v:
+            fail(f"{alerts}: metadata.labels.{k} must be {v!r} for the usual rule selectors, is {labels.get(k)!r}")
+    finish("schema")
+    print(f"schema: {alerts} is a valid PrometheusRule ({os.path.basename(schema_path)}), namespace monitoring, "
+          f"selector labels {', '.join(f'{k}={v}' for k, v in want.items())}")
+
+
+# ------------------------------------------------------------------------------------------------ structure ----
+def github_slugs(markdown_path):
+    """Anchors GitHub generates for the ATX headings of a Markdown file (fenced code blocks skipped)."""
+    slugs, seen, fence = [], {}, None
+    with open(markdown_path, encoding="utf-8") as f:
+        for line in f:
+            stripped = line.strip()
+            m = re.match(r"^(`{3,}|~{3,})", stripped)
+            if m:
+                if fence is None:
+                    fence = m.group(1)[0]
+                elif stripped.startswith(fence * 3):
+                    fence = None
+                continue
+            if fence is not None:
+                continue
+            m = re.match(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$", line)
+            if not m:
+                continue
+            text = m.group(2)
+            text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # links keep their text
+            slug = re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            slugs.append(slug if n == 0 else f"{slug}-{n}")
+    return slugs
+
+
+def cmd_structure(alerts, runbook):
+    obj = load_rule(alerts)
+    anchors = set(github_slugs(runbook))
+    n_alerts = 0
+    for group, rule in all_rules(obj):
+        if "alert" not in rule:
+            continue
+        n_alerts += 1
+        rid = rule_id(rule)
+        labels = rule.get("labels") or {}
+        ann = rule.get("annotations") or {}
+        if labels.get("severity") not in SEVERITIES:
+            fail(f"{rid}: label severity must be one of {sorted(SEVERITIES)}, is {labels.get('severity')!r}")
+        is_burn = "ratio_rate" in rule["expr"]
+        if is_burn and not ("long" in labels and "short" in labels):
+            fail(f"{rid}: a burn-rate alert needs labels long and short (the windows it compares)")
+        if is_burn:
+            windows = re.findall(r"ratio_rate(\w+)\{", rule["expr"])
+            if sorted(windows) != sorted([labels.get("long"), labels.get("short")]):
+                fail(f"{rid}: labels long/short {labels.get('long')}/{labels.get('short')} do not match the windows "
+                     f"in the expression {windows}")
+        for key in ("summary", "description", "runbook_url"):
+            if not str(ann.get(key, "")).strip():
+                fail(f"{rid}: annotation {key} is missing or empty")
+        if "$value" not in str(ann.get("description", "")):
+            fail(f"{rid}: annotation description must show the value ({{{{ $value }}}})")
+        url = str(ann.get("runbook_url", ""))
+        if not url.startswith(BASE_URL):
+            fail(f"{rid}: runbook_url must start with {BASE_URL}, is {url!r}")
+            continue
+        anchor = url[len(BASE_URL):]
+        if anchor not in anchors:
+            fail(f"{rid}: runbook_url anchor #{anchor} matches no heading in {runbook} "
+                 f"(add a heading whose GitHub slug is {anchor!r})")
+    finish("structure")
+    print(f"structure: {n_alerts} alerting rules have severity, long/short where they burn, summary, a description "
+          f"with $value and a runbook_url whose anchor is a heading of {runbook} ({len(anchors)} headings)")
+
+
+# ------------------------------------------------------------------------------------------------- coverage ----
+def cmd_coverage(alerts, testdir):
+    obj = load_rule(alerts)
+    alerting = [r for _, r in all_rules(obj) if "alert" in r]
+    records = [r["record"] for _, r in all_rules(obj) if "record" in r]
+    fired = {}  # alertname -> list of expected label sets
+    quiet = set()
+    files = sorted(f for f in os.listdir(testdir) if f.endswith(".yaml"))
+    n_cases = 0
+    for name in files:
+        with open(os.path.join(testdir, name), encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+        for test in doc.get("tests", []):
+            for case in test.get("alert_rule_test", []) or []:
+                n_cases += 1
+                exp = case.get("exp_alerts") or []
+                if exp:
+                    fired.setdefault(case["alertname"], []).extend(e.get("exp_labels") or {} for e in exp)
+                else:
+                    quiet.add(case["alertname"])
+    for rule in alerting:
+        rid = rule_id(rule)
+        static = {k: str(v) for k, v in (rule.get("labels") or {}).items()}
+        cases = fired.get(rule["alert"], [])
+        if not any(all(str(c.get(k)) == v for k, v in static.items()) for c in cases):
+            fail(f"{rid}: no unit test in {testdir} expects this rule to fire (exp_alerts with labels {static})")
+        if rule["alert"] not in quiet:
+            fail(f"{rid}: no unit test in {testdir} expects alert {rule['alert']} NOT to fire (exp_alerts: [])")
+    known = {r["alert"] for r in alerting}
+    for name in sorted(set(fired) | quiet):
+        if name not in known:
+            fail(f"unit tests name alert {name}, which alerts.yaml does not define")
+    exprs = " ".join(r["expr"] for r in alerting)
+    for rec in records:
+        if not re.search(re.escape(rec) + r"(?![\w:])", exprs):
+            fail(f"recording rule {rec} is read by no alert")
+    finish("coverage")
+    print(f"coverage: {len(alerting)} alerting rules ({len(known)} alerts) each fire in a unit test and have a "
+          f"must-not-fire case ({n_cases} alert cases in {', '.join(files)}); {len(records)} recording rules all read")
+
+
+# -------------------------------------------------------------------------------------------------- metrics ----
+def selectors(expr):
+    """(metric name, [(label, op, value)]) for every vector selector in a PromQL expression."""
+    out, i, n = [], 0, len(expr)
+    while i < n:
+        c = expr[i]
+        if c in "\"'`":
+            j = i + 1
+            while j < n and expr[j] != c:
+                j += 2 if expr[j] == "\\" else 1
+            i = j + 1
+        elif c == "[":
+            i = expr.index("]", i) + 1
+        elif c == "{":
+            raise ValueError(f"selector without a metric name at: {expr[i:i + 40]!r}")
+        elif re.match(r"[A-Za-z_:]", c) and (i == 0 or not re.match(r"[\w.]", expr[i - 1])):
+            m = re.match(r"[A-Za-z_:][\w:]*", expr[i:])
+            ident = m.group(0)
+            i += len(ident)
+            j = i
+            while j < n and expr[j].isspace():
+                j += 1
+            nxt = expr[j] if j < n else ""
+            if ident in GROUPING and nxt == "(":
+                i = expr.index(")", j) + 1
+            elif ident in KEYWORDS or nxt == "(":
+                pass  # aggregation, keyword or function call
+            elif nxt == "{":
+                end = expr.index("}", j)
+                body = expr[j + 1:end]
+                matchers = re.findall(r'\s*([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?', body)
+                if re.sub(r'\s*[A-Za-z_]\w*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*,?', "", body).strip():
+                    raise ValueError(f"cannot parse matchers {body!r}")
+                out.append((ident, matchers))
+                i = end + 1
+            else:
+                out.append((ident, []))
+        else:
+            i += 1
+    return out
+
+
+def parse_exposition(path):
+    """{metric sample name: [label dict, ...]} from Prometheus text format."""
+    series = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#"):
+                continue
+            m = re.match(r"([A-Za-z_:][\w:]*)(\{(.*)\})?\s+\S+", line)
+            if not m:
+                continue
+            labels = dict((k, bytes(v, "utf-8").decode("unicode_escape"))
+                          for k, v in re.findall(r'([A-Za-z_]\w*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+            series.setdefault(m.group(1), []).append(labels)
+    return series
+
+
+def matches(labels, matchers):
+    for name, op, value in matchers:
+        have = labels.get(name, "")
+        if op == "=" and have != value:
+            return False
+        if op == "!=" and have == value:
+            return False
+        if op == "=~" and not re.fullmatch(value, have):
+            return False
+        if op == "!~" and re.fullmatch(value, have):
+            return False
+    return True
+
+
+def cmd_metrics(alerts, fresh_path, live_path):
+    obj = load_rule(alerts)
+    fresh = parse_exposition(fresh_path)
+    live = parse_exposition(live_path)
+    if not live.get("http_requests_total"):
+        fail(f"{live_path}: no http_requests_total samples; is this the binary's /metrics output?")
+        finish("metrics")
+    records = {r["record"] for _, r in all_rules(obj) if "record" in r}
+    used = {}
+    n_sel = 0
+    for _, rule in all_rules(obj):
+        rid = rule_id(rule)
+        try:
+            sels = selectors(rule["expr"])
+        except ValueError as e:
+            fail(f"{rid}: {e}")
+            continue
+        for name, matchers in sels:
+            n_sel += 1
+            used.setdefault(name, set()).add(rid)
+            if name in records or name in ALLOW:
+                continue
+            if name not in live:
+                fail(f"{rid}: metric {name} is not in the binary's /metrics output, not recorded by a rule and not "
+                     f"in the allow-list of kube-state-metrics/Prometheus metrics")
+                continue
+            own = [(k, op, v) for k, op, v in matchers if k not in TARGET_LABELS]
+            if not any(matches(s, own) for s in live[name]):
+                shown = ",".join(f'{k}{op}"{v}"' for k, op, v in own)
+                fail(f"{rid}: selector {name}{{{shown}}} matches no series of the live /metrics output "
+                     f"(a label value or bucket boundary the binary does not export)")
+        # absent() must see its series on a binary that has served nothing yet, or it fires on idle pods.
+        for inner in re.findall(r"absent\(([^()]*)\)", rule["expr"]):
+            for name, matchers in selectors(inner):
+                if name in ALLOW or name in records:
+                    continue
+                own = [(k, op, v) for k, op, v in matchers if k not in TARGET_LABELS]
+                if not any(matches(s, own) for s in fresh.get(name, [])):
+                    fail(f"{rid}: absent({inner.strip()}) would fire on an idle pod: a fresh binary does not export "
+                         f"that series before its first request")
+    unknown = sorted(n for n in used if n not in records and n not in ALLOW and n not in live)
+    finish("metrics")
+    exported = sorted(n for n in used if n in live)
+    allowed = sorted(n for n in used if n in ALLOW)
+    print(f"metrics: {n_sel} selectors in {len(used)} metric names; exported by the binary and matched by live "
+          f"series: {', '.join(exported)}; allow-listed (kube-state-metrics / Prometheus): {', '.join(allowed)}; "
+          f"recorded by rules: {len([n for n in used if n in records])}; unknown: {len(unknown)}")
+
+
+def main():
+    cmds = {"schema": (cmd_schema, 2), "structure": (cmd_structure, 2), "coverage": (cmd_coverage, 2),
+            "metrics": (cmd_metrics, 3)}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds or len(sys.argv) != 2 + cmds[sys.argv[1]][1]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    fn, _ = cmds[sys.argv[1]]
+    fn(*sys.argv[2:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
