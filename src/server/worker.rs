@@ -520,6 +520,12 @@ impl Worker {
     }
 }
 
+/// Runs a handler so that an accidental panic becomes an error value for a 500, not a dead worker.
+/// The panic hook has already logged the message and location by the time this returns.
+fn guarded<T>(handler: impl FnOnce() -> T) -> std::thread::Result<T> {
+    catch_unwind(AssertUnwindSafe(handler))
+}
+
 const WAKE_SLOT: usize = usize::MAX;
 const LISTENER_SLOT: usize = usize::MAX - 1;
 
@@ -776,9 +782,7 @@ impl Ctx {
     fn dispatch(&mut self, conn: &mut Conn, slot: usize, req: Pending, now: Instant) {
         conn.served += 1;
         let app = Arc::clone(&self.app);
-        let action =
-            catch_unwind(AssertUnwindSafe(|| router::handle(&app, req.method, req.route, req.query.as_deref())));
-        match action {
+        match guarded(|| router::handle(&app, req.method, req.route, req.query.as_deref())) {
             Ok(Action::Respond(resp)) => self.finish(conn, req, resp, now),
             Ok(Action::Work { cpu_ms }) => {
                 let done_tx = self.done_tx.clone();
@@ -879,5 +883,55 @@ impl Ctx {
             .bytes("user_agent", &req.user_agent);
         line.close();
         self.log.push(&line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_is_contained() {
+        let outcome = guarded(|| -> u16 { panic!("handler bug") });
+        assert!(outcome.is_err());
+        // The thread that ran it is still here and still works.
+        assert_eq!(guarded(|| 200u16).ok(), Some(200));
+    }
+
+    #[test]
+    fn deadlines_follow_the_connection_state() {
+        let app = App::new(crate::config::Config::from_lookup(|_| None).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let now = Instant::now();
+        let mut c = Conn {
+            stream,
+            peer: String::new(),
+            generation: 0,
+            input: Vec::new(),
+            input_pos: 0,
+            output: Vec::new(),
+            output_pos: 0,
+            output_since: None,
+            state: State::Idle { since: now, fresh: true },
+            served: 0,
+            closing: false,
+            linger_on_close: false,
+            peer_done_sending: false,
+            counted: true,
+            dead: false,
+        };
+        assert_eq!(deadline(&c, &app), Some(now + app.config.header_timeout));
+        c.state = State::Idle { since: now, fresh: false };
+        assert_eq!(deadline(&c, &app), Some(now + app.config.idle_timeout));
+        c.state = State::Head { started: now };
+        assert_eq!(deadline(&c, &app), Some(now + app.config.header_timeout));
+        c.output.extend_from_slice(b"x");
+        c.output_since = Some(now);
+        assert_eq!(
+            deadline(&c, &app),
+            Some(now + app.config.write_timeout),
+            "unflushed output: the write deadline rules"
+        );
     }
 }
