@@ -53,11 +53,17 @@ fn write_loop(rx: Receiver<Batch>) {
     }
 }
 
-/// Lines collected by one worker during one event-loop turn.
+/// Request lines wait in a worker's buffer at most this long (or until it holds [`BATCH_BYTES`]), so a busy
+/// worker hands the writer one batch per few hundred requests instead of waking it for every turn.
+pub const BATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+pub const BATCH_BYTES: usize = 32 * 1024;
+
+/// Request lines collected by one worker, handed to the writer in batches.
 #[derive(Default)]
 pub struct LineBuffer {
     bytes: Vec<u8>,
     lines: u64,
+    first_at: Option<std::time::Instant>,
 }
 
 impl LineBuffer {
@@ -65,6 +71,19 @@ impl LineBuffer {
         self.bytes.extend_from_slice(line.buf.as_bytes());
         self.bytes.push(b'\n');
         self.lines += 1;
+        self.first_at.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// When the buffered lines must be handed over, if any are buffered.
+    pub fn due(&self) -> Option<std::time::Instant> {
+        self.first_at.map(|t| t + BATCH_DELAY)
+    }
+
+    /// Hands the lines over if they have waited long enough or the batch is full.
+    pub fn flush_if_due(&mut self, now: std::time::Instant) {
+        if self.bytes.len() >= BATCH_BYTES || self.due().is_some_and(|d| now >= d) {
+            self.flush();
+        }
     }
 
     /// Hands the lines to the writer; never blocks. Keeps a modest buffer for the next turn.
@@ -72,8 +91,9 @@ impl LineBuffer {
         if self.bytes.is_empty() {
             return;
         }
-        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(4096));
+        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(BATCH_BYTES));
         let lines = std::mem::take(&mut self.lines);
+        self.first_at = None;
         submit(Batch { bytes, lines });
     }
 }

@@ -228,8 +228,8 @@ impl Worker {
                     return;
                 }
             }
+            self.ctx.log.flush_if_due(now);
             let timeout = self.build_poll_set(now);
-            self.ctx.log.flush();
             if let Err(e) = sys::poll(&mut self.pollfds, timeout) {
                 log::event("error", "poll failed", |l| {
                     l.str("error", &e.to_string());
@@ -264,7 +264,7 @@ impl Worker {
             self.pollfds.push(sys::poll_entry(l.as_raw_fd(), POLLIN));
             self.poll_slots.push(LISTENER_SLOT);
         }
-        let mut nearest = now + MAX_POLL_WAIT;
+        let mut nearest = self.ctx.log.due().map_or(now + MAX_POLL_WAIT, |d| d.min(now + MAX_POLL_WAIT));
         for (slot, c) in self.conns.iter().enumerate() {
             let Some(c) = c else { continue };
             let mut events = 0;
@@ -389,7 +389,10 @@ impl Worker {
             }
         };
         self.conns[slot] = Some(conn);
-        if !counted {
+        if counted {
+            // The request often arrives with the handshake: read now rather than one poll turn later.
+            self.service(slot, POLLIN, now);
+        } else {
             self.flush_or_close(slot, now);
         }
     }
