@@ -33,14 +33,16 @@ PY="$ROOT/tests/k8s/image_checks.py"
 SANDBOX="$ROOT/tests/k8s/sandbox.sh"
 
 # Buildah: its own storage under $WORK (vfs, chroot isolation: no overlay, no runc, no registry in this sandbox).
-export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot BUILDAH_FORMAT=docker
-BUILDAH=($SUDO buildah --root "$WORK/storage" --runroot "$WORK/runroot" --storage-driver vfs)
+# (passed through env so that sudo, which resets the environment, keeps them)
+BUILDAH=($SUDO env STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot BUILDAH_FORMAT=docker
+  buildah --root "$WORK/storage" --runroot "$WORK/runroot" --storage-driver vfs)
 IMAGE="localhost/sre-mini-contract:$$"
 
-pids=()
+pids=()     # our direct children (curl, and sudo/unshare launchers)
+sandboxed=() # the sandboxed sre-mini processes (root-owned ancestors when run through sudo)
 cleanup() {
   local p
-  for p in "${pids[@]}"; do $SUDO kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${sandboxed[@]}" "${pids[@]}"; do $SUDO kill -KILL "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ -d "$WORK/storage" ]; then
     "${BUILDAH[@]}" rm --all >/dev/null 2>&1 || true
@@ -82,7 +84,15 @@ echo "ldd: ${ldd_out//$'\n'/ }"
 
 # ---- 3. locked-down run ---------------------------------------------------------------------------------------------
 say "run as uid 65532, no capabilities, no-new-privs, read-only root, tmpfs /tmp, PID 1"
-# sandbox_start NAME ENV...: start the binary in a fresh sandbox; sets SB_PID (unshare), SB_CHILD (sre-mini), SB_PORT.
+# alive PID: the process exists and is not a zombie (works for root-owned processes without sudo).
+alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+# sremini_under PID: the sre-mini process below PID (through sudo, env and unshare).
+sremini_under() {
+  ps -e -o pid=,ppid=,comm= | awk -v root="$1" '
+    { parent[$1] = $2; comm[$1] = $3 }
+    END { for (p in comm) if (comm[p] == "sre-mini") { q = p; while (q in parent && q != root && q > 1) q = parent[q]; if (q == root) print p } }' | head -n1
+}
+# sandbox_start NAME ENV...: start the binary in a fresh sandbox; sets SB_PID (launcher), SB_CHILD (sre-mini), SB_PORT.
 sandbox_start() {
   local name=$1 log="$WORK/$1.log" root="$WORK/$1-root" i line
   shift
@@ -98,11 +108,12 @@ sandbox_start() {
       SB_PORT=$(printf '%s' "$line" | grep -oE '"addr":"[^"]*:[0-9]+"' | grep -oE '[0-9]+"$' | tr -d '"')
       break
     fi
-    kill -0 "$SB_PID" 2>/dev/null || break
+    alive "$SB_PID" || break
     sleep 0.01
   done
+  SB_CHILD=$(sremini_under "$SB_PID")
+  [ -n "$SB_CHILD" ] && sandboxed+=("$SB_CHILD")
   [ -n "$SB_PORT" ] || { cat "$log" >&2; die "$name: the binary did not log ready within 5 s in the sandbox"; }
-  SB_CHILD=$(pgrep -P "$SB_PID" | head -n1)
   [ -n "$SB_CHILD" ] || die "$name: cannot find the sandboxed process"
   SB_LOG=$log
 }
@@ -197,16 +208,16 @@ expect 503 "$(code GET /readyz)" "GET /readyz after SIGTERM"
 wait "$cpid" || true
 expect 200 "$(cat "$WORK/inflight.code")" "in-flight /work across SIGTERM"
 rc=0
-for ((i = 0; i < 100; i++)); do kill -0 "$SB_PID" 2>/dev/null || break; sleep 0.05; done # <= 5 s
-if kill -0 "$SB_PID" 2>/dev/null; then rc=timeout; else wait "$SB_PID" || rc=$?; fi
+for ((i = 0; i < 100; i++)); do alive "$SB_PID" || break; sleep 0.05; done # <= 5 s
+if alive "$SB_PID"; then rc=timeout; else wait "$SB_PID" || rc=$?; fi
 expect 0 "$rc" "exit status after SIGTERM as PID 1"
 
 # The /panic drill: the process dies with a non-zero status within 1 s.
 sandbox_start panic PORT=0 WORK_DELAY_MS=50 DRILLS=on
 t0=$(date +%s%N)
 code POST /panic >/dev/null
-for ((i = 0; i < 40; i++)); do kill -0 "$SB_PID" 2>/dev/null || break; sleep 0.05; done # <= 2 s
-if kill -0 "$SB_PID" 2>/dev/null; then prc=alive; else wait "$SB_PID" && prc=0 || prc=$?; fi
+for ((i = 0; i < 40; i++)); do alive "$SB_PID" || break; sleep 0.05; done # <= 2 s
+if alive "$SB_PID"; then prc=alive; else wait "$SB_PID" && prc=0 || prc=$?; fi
 ms=$((($(date +%s%N) - t0) / 1000000))
 expect nonzero "$([ "$prc" != 0 ] && [ "$prc" != alive ] && echo nonzero || echo "$prc")" "exit after /panic (${ms} ms)"
 [ "$fails" -eq 0 ] || die "$fails container-contract assertions failed"
