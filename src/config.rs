@@ -37,7 +37,7 @@ pub const DEFAULT_LISTEN_BACKLOG: u32 = 1_024;
 pub const MAX_WORKERS: usize = 64;
 
 pub const VARS: &[VarSpec] = &[
-    VarSpec { name: "PORT", default: "8080", accepts: "0..=65535 (0 = any free port)", help: "TCP port on 0.0.0.0" },
+    VarSpec { name: "PORT", default: "8080", accepts: "0..=65535", help: "TCP port on 0.0.0.0 (0 = any free port)" },
     VarSpec { name: "WORK_DELAY_MS", default: "2000", accepts: "0..=60000", help: "how long /work sleeps" },
     VarSpec {
         name: "SHUTDOWN_DELAY_MS",
@@ -51,10 +51,10 @@ pub const VARS: &[VarSpec] = &[
         accepts: "0..=300000",
         help: "wait for in-flight requests after the listener closes",
     },
-    VarSpec { name: "DRILLS", default: "on", accepts: "on or off", help: "serve /fail/*, /recover/* and /panic" },
+    VarSpec { name: "DRILLS", default: "on", accepts: "`on` or `off`", help: "serve /fail/*, /recover/* and /panic" },
     VarSpec {
         name: "WORKERS",
-        default: "available cores, at least 2",
+        default: "the number of cores, at least 2",
         accepts: "1..=64",
         help: "event-loop threads that parse and answer requests",
     },
@@ -285,7 +285,13 @@ pub fn help_text() -> String {
         "  sre-mini --help | --version\n\nenvironment:\n"
     ));
     for v in VARS {
-        out.push_str(&format!("  {:<28} default {:<28} accepts {:<32} {}\n", v.name, v.default, v.accepts, v.help));
+        out.push_str(&format!(
+            "  {:<28} default {:<32} accepts {:<24} {}\n",
+            v.name,
+            v.default,
+            v.accepts.replace('`', ""),
+            v.help
+        ));
     }
     out
 }

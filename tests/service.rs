@@ -525,3 +525,12 @@ fn request_log_lines_have_every_field_escaped_and_bounded() {
     let starting = s.wait_log("\"msg\":\"starting\"", Duration::from_secs(1));
     assert!(starting.contains("\"config\":{") && starting.contains("\"work_delay_ms\":2000"));
 }
+
+#[test]
+fn readme_documents_every_variable_with_its_default_and_range() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for v in sre_mini::config::VARS {
+        let row = format!("| `{}` | {} | {} |", v.name, v.default, v.accepts);
+        assert!(readme.contains(&row), "README config table lacks or disagrees with: {row}");
+    }
+}
