@@ -12,15 +12,21 @@
 
 # ---- build: static binary ---------------------------------------------------------------------------------------
 FROM rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
+# The musl standard library for this exact toolchain (rustup checks it against the signed channel manifest), and
+# cargo-auditable (pinned, --locked), which embeds the dependency list in the binary (.dep-v0) so that Trivy, Grype
+# and `cargo audit bin` can see the Rust dependencies inside the image.
+RUN rustup target add x86_64-unknown-linux-musl \
+    && cargo install --locked cargo-auditable --version 0.7.7
 # Git revision baked into sremini_build_info (read by build.rs) and the OCI label below.
 ARG SRE_MINI_REVISION=unknown
-WORKDIR /src
-# The musl standard library for this exact toolchain; rustup checks it against the signed channel manifest.
-RUN rustup target add x86_64-unknown-linux-musl
+WORKDIR /build/sre-mini
 # The context is an allow-list (.dockerignore): manifest, lockfile, build script and sources only.
 COPY . .
-# --locked: the dependency tree is exactly Cargo.lock (checksums included), or the build fails.
-RUN SRE_MINI_REVISION="${SRE_MINI_REVISION}" cargo build --release --locked --target x86_64-unknown-linux-musl \
+# The command and flags of scripts/reproducible-build.sh: --locked (exactly Cargo.lock, checksums included),
+# static musl, no build path in the binary, a fixed environment.
+RUN TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 SRE_MINI_REVISION="${SRE_MINI_REVISION}" \
+    RUSTFLAGS="--remap-path-prefix=/build/sre-mini=/build/sre-mini --remap-path-prefix=${CARGO_HOME}=/cargo" \
+    cargo auditable build --release --locked --target x86_64-unknown-linux-musl \
     && install -D -m 0555 target/x86_64-unknown-linux-musl/release/sre-mini /out/sre-mini
 
 # ---- runtime: distroless static, nonroot ----------------------------------------------------------------------

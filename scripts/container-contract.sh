@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # container-contract.sh: the container as k8s.yaml runs it, proven without a container runtime or registry.
-#   1. build the static musl release binary from exactly the .dockerignore allow-list (as the Dockerfile does),
-#      with SRE_MINI_REVISION set as the Dockerfile's build ARG passes it
-#   2. assert it is statically linked (no dynamic loader, no needed libraries)
+#   1. build the static musl release binary from exactly the .dockerignore allow-list with the Dockerfile's command
+#      (cargo auditable build --release --locked, same RUSTFLAGS), SRE_MINI_REVISION set as its build ARG passes it
+#   2. assert it is statically linked (no dynamic loader, no needed libraries) and carries its dependency list
 #   3. run it as k8s.yaml's securityContext does: uid/gid 65532, all capabilities dropped (bounding set too),
 #      no-new-privs, read-only minimal root, tmpfs at /tmp, PID 1 (unshare + setpriv, util-linux); check the
 #      process really has those properties, that every endpoint of the contract answers, the probe mode used by
@@ -16,6 +16,7 @@ cd "$ROOT"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need_musl
+need_cargo auditable cargo-auditable
 need_apt unshare util-linux
 need_apt setpriv util-linux
 need_apt chroot coreutils
@@ -54,7 +55,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- 1. build from the Docker context ---------------------------------------------------------------------------
-say "build: cargo build --release --locked --target x86_64-unknown-linux-musl from the .dockerignore allow-list"
+say "build: cargo auditable build --release --locked --target x86_64-unknown-linux-musl from the .dockerignore allow-list"
 CTX="$OUT/context"
 rm -rf "$CTX"
 mkdir -p "$CTX"
@@ -64,8 +65,11 @@ for p in "${ctx_paths[@]}"; do
   cp -a --parents "$p" "$CTX/"   # -a keeps mtimes, so an unchanged tree does not recompile
 done
 echo "context: ${ctx_paths[*]}"
-(cd "$CTX" && SRE_MINI_REVISION="$REV" CARGO_TARGET_DIR="$OUT/target" \
-  cargo build --release --locked --quiet --target x86_64-unknown-linux-musl) \
+CARGO_HOME_DIR="$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)"
+(cd "$CTX" && env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_RUSTFLAGS -u RUSTC_WRAPPER \
+  TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 SRE_MINI_REVISION="$REV" CARGO_TARGET_DIR="$OUT/target" \
+  RUSTFLAGS="--remap-path-prefix=$CTX=/build/sre-mini --remap-path-prefix=$CARGO_HOME_DIR=/cargo" \
+  cargo auditable build --release --locked --quiet --target x86_64-unknown-linux-musl) \
   || die "the musl release build failed from the Docker context (does .dockerignore admit everything the build needs?)"
 BIN="$OUT/target/x86_64-unknown-linux-musl/release/sre-mini"
 [ -x "$BIN" ] || die "no binary at $BIN"
@@ -76,7 +80,7 @@ say "static linking"
 ftype=$(file -b "$BIN")
 echo "file: $ftype"
 case "$ftype" in *"statically linked"* | *"static-pie linked"*) ;; *) die "file(1) does not report a static binary" ;; esac
-python3 "$PY" elf "$BIN" || die "the binary is dynamically linked"
+python3 "$PY" elf "$BIN" || die "the binary is dynamically linked or lacks its dependency list"
 if ldd_out=$(ldd "$BIN" 2>&1); then
   case "$ldd_out" in *"statically linked"*) ;; *) die "ldd lists libraries: $ldd_out" ;; esac
 fi

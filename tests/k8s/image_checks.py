@@ -5,7 +5,8 @@
                            parsed from the Dockerfile, so the buildah image is assembled from the Dockerfile's values.
   dockerignore             print the paths the .dockerignore allow-list admits, one per line (fails if it is not
                            an allow-list: `*` first, then only `!path` lines).
-  elf BINARY               fail unless BINARY is a static ELF: no PT_INTERP (no dynamic loader), no DT_NEEDED.
+  elf BINARY               fail unless BINARY is a static ELF: no PT_INTERP (no dynamic loader), no DT_NEEDED;
+                           and it carries cargo-auditable's dependency list (section .dep-v0).
   image INSPECT_JSON DOCKERFILE_JSON
                            check `buildah inspect --type image` output: user 65532:65532, exec-form entrypoint,
                            the probe healthcheck, the labels; all equal to the Dockerfile's.
@@ -90,7 +91,19 @@ def elf_static(path):
                 needed += 1
     if interp or needed:
         sys.exit(f"FAIL: {path} is dynamically linked (PT_INTERP={interp}, DT_NEEDED entries={needed})")
-    print(f"  ELF: no PT_INTERP, no DT_NEEDED ({'static-pie' if dynamic else 'static'})")
+    # Section names: e_shoff, e_shentsize, e_shnum, e_shstrndx.
+    e_shoff, = struct.unpack_from("<Q", data, 0x28)
+    e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    def sh(i):
+        return struct.unpack_from("<IIQQQQ", data, e_shoff + i * e_shentsize)  # name, type, flags, addr, offset, size
+    strtab_off = sh(e_shstrndx)[4]
+    names = set()
+    for i in range(e_shnum):
+        n = sh(i)[0]
+        names.add(data[strtab_off + n:data.index(b"\0", strtab_off + n)].decode())
+    if ".dep-v0" not in names:
+        sys.exit(f"FAIL: {path} has no .dep-v0 section: not built with cargo auditable")
+    print(f"  ELF: no PT_INTERP, no DT_NEEDED ({'static-pie' if dynamic else 'static'}); .dep-v0 dependency list present")
 
 
 def check_image(inspect_path, expected_path):
