@@ -7,7 +7,8 @@
 #      `checkov.io/skip*` annotations in k8s.yaml, each with a reason
 #   5. hadolint: zero findings at any level, inline ignore pragmas disabled, OCI labels required
 #   6. consistency: manifest with itself (and a self-test proving each rule can fail), then with the real binary
-#   7. scripts/container-contract.sh: static binary, locked-down run, buildah image config
+# The container itself (static binary, locked-down run, buildah image) is scripts/container-contract.sh, a separate
+# step of the check command.
 # Usage: bash scripts/check-k8s.sh   (env: SCHEMA_DIR, SRE_MINI_BIN to test a prebuilt binary, K8S_MIN_VERSION)
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -137,8 +138,5 @@ if [ -z "$BIN" ]; then
 fi
 [ -x "$BIN" ] || die "no binary at $BIN"
 python3 "$PY" runtime "$BIN" || die "k8s.yaml does not match the binary"
-
-# ---- 7. container contract --------------------------------------------------------------------------------------
-bash "$ROOT/scripts/container-contract.sh" || die "container contract failed"
 
 say "check-k8s: all checks passed"
