@@ -3,6 +3,7 @@
 //! `main_entry` reads the configuration, starts the logger, the server and the signal watch, and hands over
 //! to the shutdown sequence. See ARCHITECTURE.md for the map of modules and threads.
 
+pub mod ascii;
 pub mod clock;
 pub mod config;
 pub mod http;

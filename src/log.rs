@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
-use crate::clock;
+use crate::{ascii, clock};
 
 /// Every field value is cut to this many bytes (at a character boundary) before escaping.
 pub const MAX_FIELD_BYTES: usize = 1024;
@@ -68,7 +68,7 @@ pub struct LineBuffer {
 
 impl LineBuffer {
     pub fn push(&mut self, line: &JsonLine) {
-        self.bytes.extend_from_slice(line.buf.as_bytes());
+        self.bytes.extend_from_slice(&line.buf);
         self.bytes.push(b'\n');
         self.lines += 1;
         self.first_at.get_or_insert_with(std::time::Instant::now);
@@ -136,16 +136,37 @@ pub fn flush(limit: std::time::Duration) {
 
 /// A JSON object under construction. Keys are our own literals; values are escaped and truncated.
 pub struct JsonLine {
-    buf: String,
+    buf: Vec<u8>,
+}
+
+thread_local! {
+    /// `2026-11-26T10:53:57` for the current second: formatting a date per log line is not free.
+    static SECOND_PREFIX: std::cell::RefCell<(i64, Vec<u8>)> = const { std::cell::RefCell::new((i64::MIN, Vec::new())) };
+}
+
+fn push_timestamp(out: &mut Vec<u8>) {
+    let (secs, millis) = clock::unix_now();
+    SECOND_PREFIX.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs {
+            let full = clock::rfc3339_millis(secs, 0);
+            cache.1.clear();
+            cache.1.extend_from_slice(&full.as_bytes()[..full.len() - 5]);
+            cache.0 = secs;
+        }
+        out.extend_from_slice(&cache.1);
+    });
+    out.push(b'.');
+    ascii::push_padded(out, u64::from(millis), 3);
+    out.push(b'Z');
 }
 
 impl JsonLine {
     pub fn new(level: &str, msg: &str) -> JsonLine {
-        let (secs, millis) = clock::unix_now();
-        let mut line = JsonLine { buf: String::with_capacity(320) };
-        line.buf.push_str("{\"ts\":\"");
-        line.buf.push_str(&clock::rfc3339_millis(secs, millis));
-        line.buf.push('"');
+        let mut line = JsonLine { buf: Vec::with_capacity(320) };
+        line.buf.extend_from_slice(b"{\"ts\":\"");
+        push_timestamp(&mut line.buf);
+        line.buf.push(b'"');
         line.str("level", level);
         line.str("msg", msg);
         line
@@ -158,63 +179,81 @@ impl JsonLine {
     /// Raw bytes from the wire: invalid UTF-8 becomes U+FFFD, controls and quotes are escaped.
     pub fn bytes(&mut self, key: &str, value: &[u8]) -> &mut Self {
         self.key(key);
-        self.buf.push('"');
+        self.buf.push(b'"');
         escape_into(&mut self.buf, value);
-        self.buf.push('"');
+        self.buf.push(b'"');
         self
     }
 
     pub fn num(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
-        use std::fmt::Write as _;
+        use std::io::Write as _;
         self.key(key);
         let _ = write!(self.buf, "{value}");
+        self
+    }
+
+    pub fn uint(&mut self, key: &str, value: u64) -> &mut Self {
+        self.key(key);
+        ascii::push_u64(&mut self.buf, value);
+        self
+    }
+
+    /// A duration as milliseconds with three decimals.
+    pub fn millis(&mut self, key: &str, elapsed: std::time::Duration) -> &mut Self {
+        self.key(key);
+        ascii::push_millis(&mut self.buf, u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
         self
     }
 
     /// A value that is already a JSON document we produced (the config object).
     pub fn raw(&mut self, key: &str, json: &str) -> &mut Self {
         self.key(key);
-        self.buf.push_str(json);
+        self.buf.extend_from_slice(json.as_bytes());
         self
     }
 
     fn key(&mut self, key: &str) {
-        self.buf.push_str(",\"");
-        self.buf.push_str(key);
-        self.buf.push_str("\":");
+        self.buf.extend_from_slice(b",\"");
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.extend_from_slice(b"\":");
     }
 
     pub fn finish(mut self) -> String {
-        self.buf.push('}');
-        self.buf
+        self.buf.push(b'}');
+        // Only escaped text and ASCII went in, so this never replaces anything.
+        String::from_utf8_lossy(&self.buf).into_owned()
     }
 
     /// Closes the object in place, for [`LineBuffer::push`].
     pub fn close(&mut self) {
-        self.buf.push('}');
+        self.buf.push(b'}');
     }
 }
 
 /// Escapes for a JSON string, after cutting the input to [`MAX_FIELD_BYTES`].
-pub fn escape_into(out: &mut String, value: &[u8]) {
+pub fn escape_into(out: &mut Vec<u8>, value: &[u8]) {
     let value = &value[..value.len().min(MAX_FIELD_BYTES)];
-    for chunk in value.utf8_chunks() {
+    // Most values are plain printable ASCII: copy that prefix in one go.
+    let clean = value.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f).unwrap_or(value.len());
+    out.extend_from_slice(&value[..clean]);
+    for chunk in value[clean..].utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
                 c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                    use std::fmt::Write as _;
-                    let _ = write!(out, "\\u{:04x}", c as u32);
+                    out.extend_from_slice(b"\\u00");
+                    out.push(b"0123456789abcdef"[(c as usize >> 4) & 0xf]);
+                    out.push(b"0123456789abcdef"[c as usize & 0xf]);
                 }
-                c => out.push(c),
+                c => out.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes()),
             }
         }
         if !chunk.invalid().is_empty() {
-            out.push('\u{fffd}');
+            out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
 }
@@ -224,9 +263,9 @@ mod tests {
     use super::*;
 
     fn escaped(v: &[u8]) -> String {
-        let mut s = String::new();
+        let mut s = Vec::new();
         escape_into(&mut s, v);
-        s
+        String::from_utf8(s).unwrap()
     }
 
     #[test]

@@ -19,7 +19,9 @@ static SEED: OnceLock<u64> = OnceLock::new();
 pub fn generate() -> String {
     let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}", splitmix64(seed.wrapping_add(n)))
+    let mut id = Vec::with_capacity(16);
+    crate::ascii::push_hex16(&mut id, splitmix64(seed.wrapping_add(n)));
+    String::from_utf8_lossy(&id).into_owned()
 }
 
 fn splitmix64(x: u64) -> u64 {

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::clock;
+use crate::{ascii, clock};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -91,22 +91,28 @@ pub fn encode(
     persistence: Persistence,
     date: &str,
 ) -> usize {
-    use std::io::Write as _;
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Request-Id: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
-        resp.status,
-        reason_phrase(resp.status),
-        date,
-        resp.content_type,
-        resp.body.len(),
-        request_id
-    );
+    out.extend_from_slice(b"HTTP/1.1 ");
+    ascii::push_u64(out, u64::from(resp.status));
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(resp.status).as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: ");
+    out.extend_from_slice(resp.content_type.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    ascii::push_u64(out, resp.body.len() as u64);
+    out.extend_from_slice(b"\r\nX-Request-Id: ");
+    out.extend_from_slice(request_id.as_bytes());
+    out.extend_from_slice(b"\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
     if let Some(allow) = resp.allow {
-        let _ = write!(out, "Allow: {allow}\r\n");
+        out.extend_from_slice(b"Allow: ");
+        out.extend_from_slice(allow.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if let Some(secs) = resp.retry_after {
-        let _ = write!(out, "Retry-After: {secs}\r\n");
+        out.extend_from_slice(b"Retry-After: ");
+        ascii::push_u64(out, u64::from(secs));
+        out.extend_from_slice(b"\r\n");
     }
     match persistence {
         Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),

@@ -767,9 +767,10 @@ impl Ctx {
         Pending {
             started,
             method: Method::from_token(head.method),
-            method_text: head.method.chars().take(32).collect(),
+            // The parser admits only ASCII in methods and targets, so byte cuts are character cuts.
+            method_text: head.method.get(..head.method.len().min(32)).unwrap_or_default().to_string(),
             route: router::route(head.path, self.app.config.drills),
-            path: head.path.chars().take(log::MAX_FIELD_BYTES).collect(),
+            path: head.path.get(..head.path.len().min(log::MAX_FIELD_BYTES)).unwrap_or_default().to_string(),
             query: head.query.map(str::to_owned),
             request_id,
             user_agent: head
@@ -878,9 +879,9 @@ impl Ctx {
         line.str("method", &req.method_text)
             .str("route", req.route.label())
             .str("path", &req.path)
-            .num("status", resp.status)
-            .num("duration_ms", format_args!("{:.3}", elapsed.as_secs_f64() * 1000.0))
-            .num("bytes", bytes)
+            .uint("status", u64::from(resp.status))
+            .millis("duration_ms", elapsed)
+            .uint("bytes", bytes as u64)
             .str("remote", &conn.peer)
             .str("request_id", &req.request_id)
             .bytes("user_agent", &req.user_agent);
