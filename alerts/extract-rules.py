@@ -9,6 +9,15 @@ import sys
 import yaml
 
 
+def _str(dumper, value):
+    # Multi-line strings (PromQL) as literal blocks, so the extracted file reads like the source.
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+yaml.SafeDumper.add_representer(str, _str)
+
+
 def main() -> int:
     if len(sys.argv) != 3:
         print("usage: extract-rules.py SRC.yaml DEST.yaml", file=sys.stderr)

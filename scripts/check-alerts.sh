@@ -80,7 +80,8 @@ PORT=0 WORK_DELAY_MS=10 SHUTDOWN_DELAY_MS=0 DRAIN_TIMEOUT_MS=1000 DRILLS=on "$bi
 bin_pid=$!
 port=""
 for _ in $(seq 1 100); do
-  port=$(grep '"msg":"ready"' "$tmp/bin.log" 2>/dev/null | head -1 | sed -n 's/.*"addr":"[^"]*:\([0-9]*\)".*/\1/p')
+  # (|| true: under pipefail a grep without a match yet would end the script)
+  port=$(grep '"msg":"ready"' "$tmp/bin.log" 2>/dev/null | head -1 | sed -n 's/.*"addr":"[^"]*:\([0-9]*\)".*/\1/p' || true)
   [ -n "$port" ] && break
   kill -0 "$bin_pid" 2>/dev/null || { cat "$tmp/bin.log" >&2; die "the binary exited before logging its ready line"; }
   sleep 0.1
