@@ -372,6 +372,34 @@ fn run_cases(s: &Server, cases: &[Case], n: usize) {
     }
 }
 
+/// Reads one response from a buffered reader (pipelined answers): status and lower-cased head; the body is skipped.
+fn read_buffered(rd: &mut BufReader<TcpStream>, head: bool) -> Option<(u16, String)> {
+    let mut status_line = String::new();
+    rd.read_line(&mut status_line).ok()?;
+    let status = status_line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let mut headers = String::new();
+    let mut len = 0usize;
+    loop {
+        let mut l = String::new();
+        if rd.read_line(&mut l).ok()? == 0 {
+            return None;
+        }
+        if l == "\r\n" {
+            break;
+        }
+        let l = l.to_ascii_lowercase();
+        if let Some(v) = l.strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+        headers.push_str(&l);
+    }
+    if !head {
+        let mut body = vec![0; len];
+        rd.read_exact(&mut body).ok()?;
+    }
+    Some((status, headers))
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Tests.
 
@@ -849,25 +877,9 @@ fn ten_thousand_random_paths_and_methods_add_no_series() {
         }
         w.write_all(&batch).unwrap();
         for &head in &heads {
-            let mut status_line = String::new();
-            rd.read_line(&mut status_line).unwrap();
-            assert!(status_line.starts_with("HTTP/1.1 404 "), "random request answered {status_line:?}");
-            let mut len = 0usize;
-            loop {
-                let mut l = String::new();
-                rd.read_line(&mut l).unwrap();
-                if l == "\r\n" {
-                    break;
-                }
-                if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-                assert!(!l.to_ascii_lowercase().starts_with("connection: close"), "404 must keep the connection");
-            }
-            if !head {
-                let mut body = vec![0; len];
-                rd.read_exact(&mut body).unwrap();
-            }
+            let (status, headers) = read_buffered(&mut rd, head).expect("an answer");
+            assert_eq!(status, 404, "random request answered {status}");
+            assert!(!headers.contains("connection: close"), "404 must keep the connection");
         }
         sent += BATCH;
         assert!(t.elapsed() < Duration::from_secs(120), "10,000 requests took too long");
@@ -1002,4 +1014,29 @@ fn durations_land_in_the_right_buckets() {
     let hsum = e.get("http_request_duration_seconds_sum{method=\"GET\",route=\"/healthz\"}");
     assert!(hsum > 0.0 && hsum < 1.0, "GET /healthz took {hsum} s by the histogram");
     assert_eq!(e.get("http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"1.0\"}"), 1.0);
+}
+
+/// A /metrics answer is the largest this server sends, so pipelined scrapes are where the output high-water mark
+/// is reached. Every pipelined request must still be answered promptly.
+#[test]
+#[ignore = "fails until the worker resumes pipelined input after a high-water pause (patch in the issue 3 report)"]
+fn pipelined_scrapes_beyond_the_output_high_water_are_all_answered() {
+    let s = Server::start(&[]);
+    for n in [20usize, 100, 1000] {
+        let c = s.connect();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut w = c.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let one = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+            w.write_all(&one.repeat(n)).unwrap();
+        });
+        let mut rd = BufReader::new(c);
+        let t = Instant::now();
+        for i in 0..n {
+            let (status, _) = read_buffered(&mut rd, false)
+                .unwrap_or_else(|| panic!("{n} pipelined scrapes: no answer #{i} after {:?}", t.elapsed()));
+            assert_eq!(status, 200);
+        }
+        writer.join().unwrap();
+    }
 }
