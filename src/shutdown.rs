@@ -33,14 +33,15 @@ pub fn wait_and_drain(app: Arc<App>, server: Server, mut signals: Signals) -> Ex
     let Some(sig) = signals.forever().next() else {
         return ExitCode::FAILURE;
     };
+    // Unready first, then say so: whoever reads the log line must already see /readyz answer 503.
+    app.state.advance(Phase::ShuttingDown);
+    server.wake_all();
     let cfg = &app.config;
     log::event("info", "signal", |l| {
         l.str("signal", name(sig))
             .num("shutdown_delay_ms", cfg.shutdown_delay.as_millis())
             .num("drain_timeout_ms", cfg.drain_timeout.as_millis());
     });
-    app.state.advance(Phase::ShuttingDown);
-    server.wake_all();
 
     let second = std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(sig) = signals.forever().next() {
@@ -56,13 +57,13 @@ pub fn wait_and_drain(app: Arc<App>, server: Server, mut signals: Signals) -> Ex
     }
 
     std::thread::sleep(cfg.shutdown_delay);
+    app.state.advance(Phase::Draining);
+    server.wake_all();
     log::event("info", "draining", |l| {
-        l.str("listener", "closed")
+        l.str("listener", "closing")
             .num("in_flight", app.metrics.in_flight.load(Ordering::Relaxed))
             .num("connections_open", app.metrics.connections_open.load(Ordering::Relaxed));
     });
-    app.state.advance(Phase::Draining);
-    server.wake_all();
 
     let drained = server.wait_until(Instant::now() + cfg.drain_timeout);
     let abandoned_requests = app.metrics.in_flight.load(Ordering::Relaxed).max(0);

@@ -30,7 +30,8 @@ use crate::sys::{self, POLL_TROUBLE, POLLIN, POLLOUT, PollFd};
 /// Bytes read per `read` call; also the most a connection may read in one turn before others get theirs.
 const READ_CHUNK: usize = 16 * 1024;
 const READ_PER_TURN: usize = 64 * 1024;
-/// Unanswered pipelined input kept per connection; beyond it we stop reading until answers drain.
+/// Unanswered input kept per connection; beyond it we stop reading until answers drain. Raised at start-up
+/// to hold one maximal request head when the configured limits exceed it.
 const MAX_PIPELINED_INPUT: usize = 64 * 1024;
 /// Queued output per connection before we stop answering pipelined requests until the client reads.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
@@ -161,6 +162,7 @@ struct Ctx {
     chunked_limits: ChunkedLimits,
     done_tx: Sender<WorkDone>,
     waker: Arc<Waker>,
+    max_input: usize,
 }
 
 pub(super) struct Worker {
@@ -192,6 +194,7 @@ impl Worker {
             max_trailer_fields: c.max_header_fields,
             ..ChunkedLimits::DEFAULT
         };
+        let max_input = MAX_PIPELINED_INPUT.max(c.max_request_line_bytes + c.max_header_bytes + 8);
         Worker {
             ctx: Ctx {
                 app,
@@ -201,6 +204,7 @@ impl Worker {
                 chunked_limits,
                 done_tx,
                 waker,
+                max_input,
             },
             listener: Some(listener),
             wake_rx,
@@ -268,7 +272,7 @@ impl Worker {
         for (slot, c) in self.conns.iter().enumerate() {
             let Some(c) = c else { continue };
             let mut events = 0;
-            if wants_input(c) {
+            if wants_input(c, self.ctx.max_input) {
                 events |= POLLIN;
             }
             if c.pending_output() {
@@ -399,13 +403,13 @@ impl Worker {
 
     fn service(&mut self, slot: usize, revents: i16, now: Instant) {
         let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
-        if revents & (POLLIN | POLL_TROUBLE) != 0 && wants_input(conn) {
+        if revents & (POLLIN | POLL_TROUBLE) != 0 && wants_input(conn, self.ctx.max_input) {
             read_available(conn, &mut self.scratch);
         }
         if revents & POLLOUT != 0 && write_out(conn).is_err() {
             conn.dead = true;
         }
-        if revents & POLL_TROUBLE != 0 && !wants_input(conn) && !conn.pending_output() {
+        if revents & POLL_TROUBLE != 0 && !wants_input(conn, self.ctx.max_input) && !conn.pending_output() {
             // Error or hang-up on a connection we were not reading: nothing left to say to it.
             conn.dead = true;
         }
@@ -426,7 +430,10 @@ impl Worker {
             && conn.unread_input().is_empty()
             && !conn.pending_output();
         let finished = conn.closing && !conn.pending_output() && !matches!(conn.state, State::Lingering { .. });
-        if finished && conn.linger_on_close && !conn.peer_done_sending && !conn.dead {
+        // Unread input (an error, or requests pipelined after a close) would make our close a reset that can
+        // destroy the answer in flight, so read it out first.
+        let linger = conn.linger_on_close || !conn.unread_input().is_empty();
+        if finished && linger && !conn.peer_done_sending && !conn.dead {
             let _ = conn.stream.shutdown(Shutdown::Write);
             conn.state = State::Lingering { until: now + LINGER, discarded: 0 };
             return;
@@ -532,14 +539,14 @@ fn guarded<T>(handler: impl FnOnce() -> T) -> std::thread::Result<T> {
 const WAKE_SLOT: usize = usize::MAX;
 const LISTENER_SLOT: usize = usize::MAX - 1;
 
-fn wants_input(c: &Conn) -> bool {
+fn wants_input(c: &Conn, max_input: usize) -> bool {
     if c.peer_done_sending || c.dead {
         return false;
     }
     match c.state {
         State::Lingering { .. } => true,
         State::Working { .. } => false,
-        _ => !c.closing && c.input.len() - c.input_pos < MAX_PIPELINED_INPUT,
+        _ => !c.closing && c.input.len() - c.input_pos < max_input,
     }
 }
 
