@@ -21,7 +21,7 @@ MODE=${MODE:-keepalive}
 TOOL=${TOOL:-perf}
 DURATION=${DURATION:-6}
 CONNS=${CONNS:-32}
-[[ $DURATION =~ ^[1-9][0-9]?$ ]] || die "DURATION must be 1..99 seconds"
+[[ $DURATION =~ ^[1-9][0-9]?$ ]] && (( DURATION >= 3 )) || die "DURATION must be 3..99 seconds"
 [[ $CONNS =~ ^[1-9][0-9]{0,3}$ ]] || die "CONNS must be 1..9999"
 case "$MODE" in keepalive) HDR=() ;; close) HDR=(-H 'Connection: close') ;; *) die "MODE must be keepalive or close" ;; esac
 
@@ -77,11 +77,11 @@ if [ "$TOOL" = perf ]; then
   WRK=$!
   PIDS+=("$WRK")
   sleep 0.5
-  perf record -q -e cpu-clock -F 4999 -g -p "$SRV" -o "$OUT/perf.data" -- sleep $((DURATION - 1)) \
-    >/dev/null 2>"$OUT/perf-record.log" || true
-  # Syscalls per request, from the raw_syscalls tracepoint (if tracefs is there) over a 1 s window.
+  # Syscalls and context switches per request, from the raw_syscalls tracepoint, over a 1 s window.
   perf stat -e raw_syscalls:sys_enter -e context-switches -p "$SRV" -x, -o "$OUT/perf-stat.csv" -- sleep 1 \
     >/dev/null 2>&1 || true
+  perf record -q -e cpu-clock -F 4999 -g -p "$SRV" -o "$OUT/perf.data" -- sleep $((DURATION > 3 ? DURATION - 2 : 1)) \
+    >/dev/null 2>"$OUT/perf-record.log" || true
   wait "$WRK" || true
   python3 "$ROOT/bench/tools/benchlib.py" wrk "$OUT/wrk.txt" >"$OUT/wrk.json"
   say "wrk during the profile (perf running, so lower than in bench.sh): $(cat "$OUT/wrk.json")"
@@ -97,7 +97,7 @@ for line in open(sys.argv[1]):
 PY
   fi
   say "time by thread and DSO (kernel = [kernel.kallsyms])"
-  perf report -i "$OUT/perf.data" --no-children --sort comm,dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+  perf report -i "$OUT/perf.data" --no-children --sort comm,dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
   say "top symbols, self time"
   perf report -i "$OUT/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | head -45 | tee "$OUT/top-self.txt"

@@ -7,7 +7,7 @@
 #   ROUNDS=1 DURATION=2 STARTS=2 bash scripts/bench.sh   # quick smoke run
 #
 # Knobs (environment): ROUNDS=5 rounds; DURATION=8 seconds per wrk run; CONNS=32 wrk connections;
-# BURST=300 concurrent /work; STARTS=3 exec->/readyz timings per server per round; SKIP_BUILD=1 reuses
+# BURST=300 concurrent /work; STARTS=5 exec->/readyz timings per server per round; SKIP_BUILD=1 reuses
 # the binaries; SRE_BIN / REF_BIN point at other binaries (e.g. SRE_BIN=$REF_BIN to debug against axum twice);
 # NICE=-10 runs servers and load generators at that niceness (root only) to damp noise from a busy machine.
 # Output: the table on stdout and in bench/results/latest.md (gitignored), raw figures in bench/results/<stamp>/.
@@ -20,7 +20,7 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8}
 CONNS=${CONNS:-32}
 BURST=${BURST:-300}
-STARTS=${STARTS:-3}
+STARTS=${STARTS:-5}
 SKIP_BUILD=${SKIP_BUILD:-0}
 NICE=${NICE:-0}
 SRE_BIN=${SRE_BIN:-$ROOT/target/release/sre-mini}
