@@ -9,7 +9,11 @@
 #   6. consistency: manifest with itself (and a self-test proving each rule can fail), then with the real binary
 # The container itself (static binary, locked-down run, buildah image) is scripts/container-contract.sh, a separate
 # step of the check command.
-# Usage: bash scripts/check-k8s.sh   (env: SCHEMA_DIR, SRE_MINI_BIN to test a prebuilt binary, K8S_MIN_VERSION)
+# Usage: bash scripts/check-k8s.sh
+# Env: SCHEMA_DIR   folder with the CRD JSON schemas (default ../shared/schemas), or an https:// base URL to fetch
+#                   them from, pinned to a commit, e.g. on a GitHub runner without the shared folder:
+#                   https://raw.githubusercontent.com/datreeio/CRDs-catalog/<commit>/monitoring.coreos.com
+#      SRE_MINI_BIN a prebuilt binary to test instead of target/release/sre-mini; K8S_MIN_VERSION (1.30)
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -60,6 +64,19 @@ for v in "${versions[@]}"; do
 done
 
 # ---- 3. CRD kinds -----------------------------------------------------------------------------------------------
+case "$SCHEMA_DIR" in
+  https://*)
+    need_apt curl curl
+    schema_url=${SCHEMA_DIR%/}
+    SCHEMA_DIR="$OUT/schemas"
+    rm -rf "$SCHEMA_DIR"
+    mkdir -p "$SCHEMA_DIR"
+    for f in $(python3 "$PY" crd-files); do
+      curl -fsSL --proto '=https' --retry 3 --max-time 60 "$schema_url/$f" -o "$SCHEMA_DIR/$f" || die "cannot fetch $schema_url/$f"
+      echo "fetched $schema_url/$f ($(sha256sum "$SCHEMA_DIR/$f" | cut -c1-16)...)"
+    done
+    ;;
+esac
 say "CRD kinds against the JSON schemas in $SCHEMA_DIR"
 [ -d "$SCHEMA_DIR" ] || die "SCHEMA_DIR $SCHEMA_DIR does not exist (set SCHEMA_DIR to the folder with servicemonitor_v1.json)"
 python3 "$PY" crd "$SCHEMA_DIR" || die "CRD validation failed"

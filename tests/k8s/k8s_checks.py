@@ -4,6 +4,7 @@
 Subcommands:
   split CORE_OUT            write the core-kind documents of k8s.yaml to CORE_OUT (for kubernetes-validate);
                             print "<count>" on stdout; fail on a kind that is neither core nor a known CRD.
+  crd-files                 print the schema file names the CRD documents of k8s.yaml need, one per line.
   crd SCHEMA_DIR            validate the CRD documents (ServiceMonitor, ...) against the JSON schemas in
                             SCHEMA_DIR, strictly: unknown fields are rejected like kubernetes-validate --strict does.
   static                    consistency of the manifest with itself: selectors, ports, names, grace arithmetic.
@@ -570,6 +571,9 @@ def main(argv):
         with open(argv[2], "w", encoding="utf-8") as f:
             yaml.safe_dump_all(core, f, sort_keys=False)
         print(len(core))
+        return 0
+    if cmd == "crd-files":
+        print("\n".join(sorted({CRD_KINDS[d["kind"]][1] for d in docs if d.get("kind") in CRD_KINDS})))
         return 0
     if cmd == "crd":
         n, errors = crd_validate(docs, argv[2])
