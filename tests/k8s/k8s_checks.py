@@ -424,6 +424,8 @@ def runtime_checks(docs, binary):
     help_text, tokens = help_env_names(binary)
     for name in env:
         ok(name in tokens, f"env {name} is set in k8s.yaml but `sre-mini --help` does not list it")
+    # Negative control: a misspelt name must not pass (the help text is not a catch-all).
+    ok("WORK_DELAY" not in tokens and "PORTS" not in tokens, "the --help parse accepts names the binary does not read")
     listed = {m for m in re.findall(r"^\s*([A-Z][A-Z0-9_]*[A-Z0-9])\b", help_text, re.M)}
     missing = sorted(listed - set(env))
     ok(not missing, f"variables the binary reads but k8s.yaml leaves to defaults: {missing}")
