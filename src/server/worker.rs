@@ -319,8 +319,7 @@ impl Worker {
                 }
             };
             self.ctx.finish(conn, *req, resp, now);
-            self.ctx.process(conn, done.slot, now);
-            self.flush_or_close(done.slot, now);
+            self.advance(done.slot, now);
         }
     }
 
@@ -413,8 +412,29 @@ impl Worker {
             // Error or hang-up on a connection we were not reading: nothing left to say to it.
             conn.dead = true;
         }
-        if !conn.dead {
+        self.advance(slot, now);
+    }
+
+    /// Answers what the input holds, writes, and repeats while writing frees room for more answers:
+    /// pipelined requests paused at the output high-water mark get no new POLLIN once their bytes are all read,
+    /// so the resumption has to happen here.
+    fn advance(&mut self, slot: usize, now: Instant) {
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+            if conn.dead {
+                break;
+            }
+            let before = (conn.input_pos, conn.input.len(), conn.output.len());
             self.ctx.process(conn, slot, now);
+            if conn.pending_output() && write_out(conn).is_err() {
+                conn.dead = true;
+                break;
+            }
+            let progressed = (conn.input_pos, conn.input.len(), conn.output.len()) != before;
+            let more = !conn.pending_output() && !conn.unread_input().is_empty() && !conn.closing;
+            if !(progressed && more) {
+                break;
+            }
         }
         self.flush_or_close(slot, now);
     }
