@@ -264,7 +264,7 @@ step_workflow() {
   [ -z "$out" ] || { printf '%s\n' "$out"; die "actionlint printed findings"; }
   echo "actionlint: no findings"
   say "$(zizmor --version) --offline on $WORKFLOW"
-  out="$(zizmor --offline --no-progress "$WORKFLOW" 2>/dev/null)" || { printf '%s\n' "$out"; die "zizmor reported findings"; }
+  out="$(NO_COLOR=1 zizmor --offline --no-progress --color never "$WORKFLOW" 2>/dev/null)" || { printf '%s\n' "$out"; die "zizmor reported findings"; }
   grep -q '^No findings to report' <<<"$out" || { printf '%s\n' "$out"; die "zizmor printed findings"; }
   echo "zizmor: no findings"
   say "workflow policy (pins, permissions, triggers, timeouts, Trivy thresholds)"
