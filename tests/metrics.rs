@@ -1040,3 +1040,47 @@ fn pipelined_scrapes_beyond_the_output_high_water_are_all_answered() {
         writer.join().unwrap();
     }
 }
+
+/// The cost of rendering with every series the label sets allow populated (10 methods x 10 routes x every code,
+/// and all 100 histograms), in process: `cargo test --release --test metrics -- --ignored render_cost --nocapture`.
+/// docs/metrics.md records the figures.
+#[test]
+#[ignore = "a measurement, not a check; run in release"]
+fn render_cost_with_every_series_populated() {
+    use sre_mini::metrics::{CODES, Metrics};
+    use sre_mini::process::ProcessInfo;
+    use sre_mini::router::{Method, Route};
+    use sre_mini::state::AppState;
+    let m = Metrics::new(Duration::from_millis(2000));
+    for method in Method::ALL {
+        for route in Route::ALL {
+            for (i, code) in CODES.iter().enumerate() {
+                m.observe(method, route, *code, Duration::from_micros(37 * (i as u64 + 1) * 997));
+            }
+        }
+    }
+    let (state, process) = (AppState::default(), ProcessInfo::new());
+    let mut out = String::new();
+    let mut times = Vec::new();
+    for i in 0..220 {
+        out.clear();
+        let t = Instant::now();
+        m.render(&state, &process, &mut out);
+        if i >= 20 {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    let e = parse_exposition(&out);
+    check_histograms(&e);
+    let samples = out.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(e.family("http_requests_total").samples.len(), 10 * 10 * CODES.len());
+    println!(
+        "render, every series populated: {samples} samples, {} bytes; median {:?}, p90 {:?}, min {:?} over {} renders",
+        out.len(),
+        times[times.len() / 2],
+        times[times.len() * 9 / 10],
+        times[0],
+        times.len()
+    );
+}
