@@ -16,19 +16,19 @@
 # The drill spends real error budget: run it in staging, or with the owner's agreement (runbooks/incident.md).
 #
 # Env: TARGET, PROM (cluster mode); RATIO (0.5); THREADS (4 local, 16 cluster); FIRE_TIMEOUT (180 local, 420
-# cluster); FALL_TIMEOUT (120); SRE_MINI_BIN (default: target/release/sre-mini, built here).
+# cluster); FALL_TIMEOUT (120 local, 300 cluster); SRE_MINI_BIN (default: target/release/sre-mini, built here).
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 RATIO="${RATIO:-0.5}"
-FALL_TIMEOUT="${FALL_TIMEOUT:-120}"
 need_pip yamllint yamllint          # brings PyYAML for alerts/extract-rules.py
 
 if [ -n "${TARGET:-}" ] || [ -n "${PROM:-}" ]; then
   [ -n "${TARGET:-}" ] && [ -n "${PROM:-}" ] || die "cluster mode needs both TARGET and PROM (see the header)"
   say "drill-burn: cluster mode against TARGET=$TARGET PROM=$PROM (nothing started)"
   exec python3 alerts/drill.py --mode cluster --target "$TARGET" --prom "$PROM" --ratio "$RATIO" \
-    --threads "${THREADS:-16}" --fire-timeout "${FIRE_TIMEOUT:-420}" --fall-timeout "$FALL_TIMEOUT" --setup-timeout 120
+    --threads "${THREADS:-16}" --fire-timeout "${FIRE_TIMEOUT:-420}" --fall-timeout "${FALL_TIMEOUT:-300}" \
+    --step 10 --setup-timeout 120
 fi
 
 need_apt prometheus prometheus
@@ -106,7 +106,7 @@ echo "sre-mini on 127.0.0.1:$port ($("$bin" --version 2>/dev/null | head -1)), $
 set +e
 python3 alerts/drill.py --mode "local (WORK_DELAY_MS=50, scrape and evaluation every 1 s)" \
   --target "http://127.0.0.1:$port" --prom "http://127.0.0.1:$prom_port" --ratio "$RATIO" \
-  --threads "${THREADS:-4}" --fire-timeout "${FIRE_TIMEOUT:-180}" --fall-timeout "$FALL_TIMEOUT"
+  --threads "${THREADS:-4}" --fire-timeout "${FIRE_TIMEOUT:-180}" --fall-timeout "${FALL_TIMEOUT:-120}"
 rc=$?
 set -e
 if [ "$rc" -ne 0 ]; then
