@@ -254,6 +254,8 @@ done
   die "Prometheus holds ${n_series:-no} http_requests_total series, /metrics had $want_series"
 echo "up{job=\"sre-mini\"} = $up"
 echo "count(http_requests_total{job=\"sre-mini\"}) = $n_series (the exposition had $want_series)"
+[ "$n_series" -eq "$(curl -fsS "$URL" | grep -c '^http_requests_total{')" ] ||
+  die "Prometheus holds $n_series http_requests_total series, /metrics has a different number"
 
 # Two more scrapes, so that counters have rates and any late scrape error shows.
 sleep 2.5
@@ -288,7 +290,8 @@ bad=$(grep -E '^prometheus_target_(scrape_pool_exceeded_[a-z_]*|scrapes_exceeded
 checked=$(grep -cE '^prometheus_target_(scrape_pool_exceeded_[a-z_]*|scrapes_exceeded_[a-z_]*|scrapes_sample_[a-z_]*|scrape_pool_exceeded_label_limits)_total[ {]' "$TMP/prom-self.txt")
 [ "$checked" -ge 4 ] || die "Prometheus's own scrape-rejection counters not found ($checked)"
 [ -z "$bad" ] || { echo "$bad" >&2; die "Prometheus rejected scrapes or samples"; }
-echo "prometheus_target_scrape_pool_exceeded_*, scrapes_exceeded_*, scrapes_sample_*: $checked counters, all 0"
+echo "Prometheus's own rejection counters, all 0:"
+grep -E '^prometheus_target_(scrape_pool_exceeded_[a-z_]*|scrapes_exceeded_[a-z_]*|scrapes_sample_[a-z_]*|scrape_pool_exceeded_label_limits)_total[ {]' "$TMP/prom-self.txt" | sed 's/^/  /'
 failed=$(scalar 'sum(prometheus_target_scrapes_cache_flush_forced_total) + sum(prometheus_target_scrape_pool_reloads_failed_total)' || true)
 echo "scrape cache flushes + failed reloads: ${failed:-n/a}"
 if grep -qiE 'level=(error|warn).*(scrape|sre-mini|content.type)' "$TMP/prometheus.log"; then
