@@ -9,6 +9,7 @@
 # Knobs (environment): ROUNDS=5 rounds; DURATION=8 seconds per wrk run; CONNS=32 wrk connections;
 # BURST=300 concurrent /work; STARTS=5 exec->/readyz timings per server per round; SKIP_BUILD=1 reuses
 # the binaries; SRE_BIN / REF_BIN point at other binaries (e.g. SRE_BIN=$REF_BIN to debug against axum twice);
+# MUSL=0 skips the static musl builds (the deployed artifact), measured for idle RSS and size besides;
 # NICE=-10 runs servers and load generators at that niceness (root only) to damp noise from a busy machine.
 # Output: the table on stdout and in bench/results/latest.md (gitignored), raw figures in bench/results/<stamp>/.
 #
@@ -23,6 +24,10 @@ BURST=${BURST:-300}
 STARTS=${STARTS:-5}
 SKIP_BUILD=${SKIP_BUILD:-0}
 NICE=${NICE:-0}
+MUSL=${MUSL:-1}
+MUSL_TARGET=x86_64-unknown-linux-musl
+SRE_MUSL_BIN=${SRE_MUSL_BIN:-$ROOT/target/$MUSL_TARGET/release/sre-mini}
+REF_MUSL_BIN=${REF_MUSL_BIN:-$ROOT/bench/target/$MUSL_TARGET/release/axum-ref}
 SRE_BIN=${SRE_BIN:-$ROOT/target/release/sre-mini}
 REF_BIN=${REF_BIN:-$ROOT/bench/target/release/axum-ref}
 WORK_DEADLINE_S=2.1          # "200 within 2.1 s" at the default WORK_DELAY_MS=2000
@@ -56,9 +61,19 @@ if [ "$SKIP_BUILD" != 1 ]; then
   cargo build --release --locked >&2
   say "building the axum reference (release, bench/ workspace)"
   cargo build --release --locked --manifest-path "$ROOT/bench/Cargo.toml" >&2
+  if [ "$MUSL" = 1 ]; then
+    need_musl
+    say "building both statically (musl), as deployed"
+    cargo build --release --locked --target "$MUSL_TARGET" >&2
+    cargo build --release --locked --target "$MUSL_TARGET" --manifest-path "$ROOT/bench/Cargo.toml" >&2
+  fi
 fi
 [ -x "$SRE_BIN" ] || die "no sre-mini binary at $SRE_BIN"
 [ -x "$REF_BIN" ] || die "no axum reference binary at $REF_BIN"
+if [ "$MUSL" = 1 ]; then
+  [ -x "$SRE_MUSL_BIN" ] || die "no static sre-mini binary at $SRE_MUSL_BIN"
+  [ -x "$REF_MUSL_BIN" ] || die "no static axum reference binary at $REF_MUSL_BIN"
+fi
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT="$ROOT/bench/results/$STAMP"
@@ -119,9 +134,9 @@ run_wrk() {
 
 proc_status() { "${PY[@]}" status "$SRV_PID" >"$1"; }
 
-# bench_server ROUND NAME BIN
+# bench_server ROUND NAME BIN [MUSL_BIN]
 bench_server() {
-  local r=$1 name=$2 bin=$3 s="$OUT/status-r$r-$name"
+  local r=$1 name=$2 bin=$3 musl_bin=${4:-} s="$OUT/status-r$r-$name"
   # 1. pinned: server on CPU 0, wrk on CPU 1.
   start_server "$bin" pinned
   sleep 0.2
@@ -154,7 +169,15 @@ bench_server() {
   rec "$r" "$name" rss_peak_mib "$(jget "$s-loaded.json" 'd["vmhwm_kib"]/1024')"
   rec "$r" "$name" threads_loaded "$(jget "$s-loaded.json" 'd["threads"]')"
   stop_server
-  # 3. exec -> first 200 on /readyz, several fresh starts.
+  # 3. the static (musl) build, idle: no shared glibc mapped.
+  if [ -n "$musl_bin" ]; then
+    start_server "$musl_bin" unpinned
+    sleep 0.2
+    proc_status "$s-idle-musl.json"
+    rec "$r" "$name" rss_idle_musl_mib "$(jget "$s-idle-musl.json" 'd["vmrss_kib"]/1024')"
+    stop_server
+  fi
+  # 4. exec -> first 200 on /readyz, several fresh starts.
   local i st="$OUT/startup-r$r-$name.jsonl"
   for ((i = 1; i <= STARTS; i++)); do
     if "${PY[@]}" startup "$bin" "$(free_port)" 5 >>"$st"; then
@@ -172,6 +195,13 @@ crates() { # crates MANIFEST [PKG]: unique crates in the normal (runtime) depend
 }
 rec 0 sre-mini binary_kib "$(( $(stat -c %s "$SRE_BIN") / 1024 ))"
 rec 0 axum binary_kib "$(( $(stat -c %s "$REF_BIN") / 1024 ))"
+if [ "$MUSL" = 1 ]; then
+  rec 0 sre-mini binary_musl_kib "$(( $(stat -c %s "$SRE_MUSL_BIN") / 1024 ))"
+  rec 0 axum binary_musl_kib "$(( $(stat -c %s "$REF_MUSL_BIN") / 1024 ))"
+  SRE_MUSL=$SRE_MUSL_BIN REF_MUSL=$REF_MUSL_BIN
+else
+  SRE_MUSL="" REF_MUSL=""
+fi
 rec 0 sre-mini crates "$(crates "$ROOT/Cargo.toml")"
 rec 0 axum crates "$(crates "$ROOT/bench/Cargo.toml" axum-ref)"
 
@@ -183,7 +213,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
   if (( r % 2 )); then order=(sre-mini axum); else order=(axum sre-mini); fi
   for name in "${order[@]}"; do
     say "round $r/$ROUNDS: $name"
-    if [ "$name" = sre-mini ]; then bench_server "$r" sre-mini "$SRE_BIN"; else bench_server "$r" axum "$REF_BIN"; fi
+    if [ "$name" = sre-mini ]; then bench_server "$r" sre-mini "$SRE_BIN" "$SRE_MUSL"
+    else bench_server "$r" axum "$REF_BIN" "$REF_MUSL"; fi
   done
 done
 note "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); rounds took $((SECONDS - START_S)) s"
