@@ -37,6 +37,13 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The 1/5/15-minute load averages: timings on a shared 2-core machine mean little without them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 const T: Duration = Duration::from_secs(5);
 const P99_LIMIT: Duration = Duration::from_millis(100);
 
@@ -205,8 +212,9 @@ fn drill_a_idle_keepalive_and_slowloris() {
     let p99 = percentile(&lat, 99.0);
     let bytes_sent: usize = slow.iter().map(|c| c.sent).sum();
     eprintln!(
-        "drill a: {IDLE} idle keep-alive + {SLOW} slowloris open (sremini_connections_open {open_during}); 50 fresh /healthz: \
+        "drill a (load {}): {IDLE} idle keep-alive + {SLOW} slowloris open (sremini_connections_open {open_during}); 50 fresh /healthz: \
          p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} failed (probes done at {:.1} s)",
+        load_average(),
         ms(percentile(&lat, 50.0)),
         ms(p99),
         ms(percentile(&lat, 100.0)),
@@ -327,9 +335,10 @@ fn work_burst(capacity: Option<usize>) {
     let p99 = percentile(&lat, 99.0);
     let max = |v: &[&WorkResult]| v.iter().map(|r| r.took).max().unwrap_or_default();
     eprintln!(
-        "drill b [WORK_MAX_CONCURRENT {label}]: {N} concurrent /work: {} x 200 (slowest {:.0} ms), {} x 503 (slowest {:.1} ms, \
+        "drill b (load {}) [WORK_MAX_CONCURRENT {label}]: {N} concurrent /work: {} x 200 (slowest {:.0} ms), {} x 503 (slowest {:.1} ms, \
          all with Retry-After: {}), {} errors; burst over in {:.2} s; /healthz during it: {} probes, p50 {:.2} ms, \
          p99 {:.2} ms, max {:.2} ms, {} failed; sremini_work_rejections_total {rejections}",
+        load_average(),
         ok.len(),
         ms(max(&ok)),
         shed.len(),
@@ -467,9 +476,10 @@ fn drill_c_sigterm_with_work_in_flight() {
     let open_after_sig_without_close =
         ok_probes.iter().filter(|(a, c)| *a > sig_at + Duration::from_millis(20) && !c).count();
     eprintln!(
-        "drill c: SIGTERM with {N} /work in flight: {ok}/{N} completed with 200 ({work_closing} with Connection: close); exit {:?} {:.0} ms after SIGTERM \
+        "drill c (load {}): SIGTERM with {N} /work in flight: {ok}/{N} completed with 200 ({work_closing} with Connection: close); exit {:?} {:.0} ms after SIGTERM \
          (limit {} ms); /readyz right after SIGTERM: {readyz_after:?}; /healthz polls: {} answered (last {:.0} ms after \
          SIGTERM), {} refused (first {:.0} ms after SIGTERM), {} failed",
+        load_average(),
         status.map(|s| s.code()),
         ms(exit_after),
         (SHUTDOWN_DELAY + DRAIN_TIMEOUT).as_millis(),
@@ -565,9 +575,10 @@ fn drill_d_rss_flat_over_a_million_requests() {
     let served = server.metric("http_requests_total{method=\"GET\",route=\"/healthz\",code=\"200\"}").unwrap();
     let growth = rss_end as i64 - rss_warm as i64;
     eprintln!(
-        "drill d: VmRSS {rss_start} KiB fresh, {rss_warm} KiB after {WARM} warm-up requests, {rss_end} KiB after {TOTAL} more \
+        "drill d (load {}): VmRSS {rss_start} KiB fresh, {rss_warm} KiB after {WARM} warm-up requests, {rss_end} KiB after {TOTAL} more \
          (growth {growth} KiB; VmHWM {hwm} KiB; {threads} threads); {TOTAL} requests on {conns} connections \
          ({THREADS} threads, 16 pipelined, 10000 per connection) in {:.1} s = {:.0} req/s; server counted {served}",
+        load_average(),
         took.as_secs_f64(),
         TOTAL as f64 / took.as_secs_f64()
     );
@@ -692,11 +703,12 @@ fn drill_e_connection_cap_refusals() {
     };
     let counted = server.metric("sremini_limit_rejections_total{reason=\"connection_cap\"}").unwrap() - before;
     eprintln!(
-        "drill e: MAX_CONNECTIONS {CAP} held; {ATTEMPTS} attempts over the cap in {:.2} s. {SEQUENTIAL} one at a time \
+        "drill e (load {}): MAX_CONNECTIONS {CAP} held; {ATTEMPTS} attempts over the cap in {:.2} s. {SEQUENTIAL} one at a time \
          ({THREADS} threads, {:.2} s): {} clean 503 + Connection: close + EOF (p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms), \
          {} problems. {} in waves of {WAVE} simultaneous: {wave_ok} clean, {} problems {:?}. Held connections still \
          served: {held_ok}/{CAP}; after release /healthz {:?} ({extra_refusals} refusals while the server caught up); \
          connection_cap rejections counted {counted}",
+        load_average(),
         took.as_secs_f64(),
         sequential_took.as_secs_f64(),
         lat.len(),
