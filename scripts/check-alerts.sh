@@ -13,7 +13,7 @@
 #      the documented kube-state-metrics / Prometheus allow-list (alerts/check-rules.py); every selector matches a
 #      live series; the series absent() expects exist before the first request.
 # The end-to-end drill (a real Prometheus firing the page) is scripts/drill-burn.sh.
-# Env: SCHEMA_DIR (default $SHARED_DIR/schemas), SRE_MINI_BIN (default: target/release/sre-mini, built here).
+# Env: SCHEMA_DIR (default $SHARED_DIR/schemas, or an https:// base URL pinned to a commit), SRE_MINI_BIN (default: target/release/sre-mini, built here).
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -44,7 +44,7 @@ yamllint --strict -c .yamllint.yaml alerts/ || die "yamllint found problems in a
 echo "yamllint: alerts/ clean"
 
 say "alerts: PrometheusRule schema"
-[ -f "$SCHEMA_DIR/prometheusrule_v1.json" ] || die "schema $SCHEMA_DIR/prometheusrule_v1.json not found (set SCHEMA_DIR)"
+SCHEMA_DIR=$(local_schema_dir "$tmp/schemas" prometheusrule_v1.json)
 python3 alerts/check-rules.py schema alerts/alerts.yaml "$SCHEMA_DIR/prometheusrule_v1.json"
 
 say "alerts: promtool check rules"

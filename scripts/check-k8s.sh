@@ -64,19 +64,7 @@ for v in "${versions[@]}"; do
 done
 
 # ---- 3. CRD kinds -----------------------------------------------------------------------------------------------
-case "$SCHEMA_DIR" in
-  https://*)
-    need_apt curl curl
-    schema_url=${SCHEMA_DIR%/}
-    SCHEMA_DIR="$OUT/schemas"
-    rm -rf "$SCHEMA_DIR"
-    mkdir -p "$SCHEMA_DIR"
-    for f in $(python3 "$PY" crd-files); do
-      curl -fsSL --proto '=https' --retry 3 --max-time 60 "$schema_url/$f" -o "$SCHEMA_DIR/$f" || die "cannot fetch $schema_url/$f"
-      echo "fetched $schema_url/$f ($(sha256sum "$SCHEMA_DIR/$f" | cut -c1-16)...)"
-    done
-    ;;
-esac
+SCHEMA_DIR=$(local_schema_dir "$OUT/schemas" $(python3 "$PY" crd-files))
 say "CRD kinds against the JSON schemas in $SCHEMA_DIR"
 [ -d "$SCHEMA_DIR" ] || die "SCHEMA_DIR $SCHEMA_DIR does not exist (set SCHEMA_DIR to the folder with servicemonitor_v1.json)"
 python3 "$PY" crd "$SCHEMA_DIR" || die "CRD validation failed"

@@ -46,3 +46,25 @@ need_musl() {
 
 # free_port: an unused TCP port on 127.0.0.1 (racy by nature; tests prefer PORT=0 and read the startup line).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# local_schema_dir DEST FILE...: prints a local folder holding the CRD JSON schemas FILE... . $SCHEMA_DIR is either
+# that folder already (default: the shared copy) or an https:// base URL pinned to a commit, fetched into DEST.
+local_schema_dir() {
+  local dest=$1; shift
+  local src="${SCHEMA_DIR:-$SHARED_DIR/schemas}"
+  case "$src" in
+    https://*)
+      need_apt curl curl
+      rm -rf "$dest"; mkdir -p "$dest"
+      local f
+      for f in "$@"; do
+        curl -fsSL --proto '=https' --retry 3 --max-time 60 "${src%/}/$f" -o "$dest/$f" || die "cannot fetch ${src%/}/$f"
+        echo "fetched ${src%/}/$f (sha256 $(sha256sum "$dest/$f" | cut -c1-16)...)" >&2
+      done
+      echo "$dest" ;;
+    *)
+      local f
+      for f in "$@"; do [ -f "$src/$f" ] || die "schema $src/$f not found (set SCHEMA_DIR to a folder or an https:// base URL)"; done
+      echo "$src" ;;
+  esac
+}
