@@ -1019,7 +1019,6 @@ fn durations_land_in_the_right_buckets() {
 /// A /metrics answer is the largest this server sends, so pipelined scrapes are where the output high-water mark
 /// is reached. Every pipelined request must still be answered promptly.
 #[test]
-#[ignore = "fails until the worker resumes pipelined input after a high-water pause (patch in the issue 3 report)"]
 fn pipelined_scrapes_beyond_the_output_high_water_are_all_answered() {
     let s = Server::start(&[]);
     for n in [20usize, 100, 1000] {
