@@ -4,7 +4,7 @@
 //! can add a series. Counters are plain atomic arrays indexed by those enums; rendering walks them once.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::http::chunked::ChunkedError;
@@ -90,6 +90,7 @@ pub struct Metrics {
     pub connections_accepted: AtomicU64,
     pub panics: AtomicU64,
     build_labels: String,
+    last_render_len: AtomicUsize,
 }
 
 const METHODS: usize = Method::ALL.len();
@@ -111,7 +112,9 @@ impl Metrics {
         }
         let bounds_nanos = bounds.iter().map(|b| (b * 1e9).round() as u64).collect();
         let mut parse_reasons: Vec<&'static str> = ParseError::ALL.iter().map(|e| e.reason()).collect();
-        parse_reasons.extend(ChunkedError::ALL.iter().map(|e| e.reason()));
+        // A chunked body over the cap is a limit (sremini_limit_rejections_total{reason="body_too_large"}), not a
+        // parse error, so its reason never appears here.
+        parse_reasons.extend(ChunkedError::ALL.iter().filter(|e| e.status() != 413).map(|e| e.reason()));
         parse_reasons.sort_unstable();
         parse_reasons.dedup();
         let build_labels = format!(
@@ -134,6 +137,7 @@ impl Metrics {
             connections_accepted: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             build_labels,
+            last_render_len: AtomicUsize::new(0),
         }
     }
 
@@ -175,7 +179,8 @@ impl Metrics {
 
     /// Renders every family in the text exposition format 0.0.4.
     pub fn render(&self, state: &AppState, process: &ProcessInfo, out: &mut String) {
-        out.reserve(16 * 1024);
+        // A populated scrape is 100-200 KB: size the buffer from the last one instead of growing it step by step.
+        out.reserve(self.last_render_len.load(Ordering::Relaxed).max(16 * 1024));
         family(
             out,
             "http_requests_total",
@@ -327,6 +332,7 @@ impl Metrics {
             "Start time of the process since unix epoch in seconds.",
             process.start_time_seconds,
         );
+        self.last_render_len.store(out.len() + out.len() / 8, Ordering::Relaxed);
     }
 }
 
@@ -383,6 +389,22 @@ pub fn format_le(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_status_the_server_sends_has_a_counter_slot() {
+        // A status missing from CODES would be miscounted in release builds; reason_phrase lists every status sent.
+        for status in 100..600u16 {
+            if crate::http::response::reason_phrase(status) != "Unknown" && status >= 200 {
+                assert!(CODES.contains(&status), "{status} is sent but has no counter slot");
+            }
+        }
+        for e in ParseError::ALL {
+            assert!(CODES.contains(&e.status()), "{e:?}");
+        }
+        for e in ChunkedError::ALL {
+            assert!(CODES.contains(&e.status()), "{e:?}");
+        }
+    }
 
     #[test]
     fn escaping() {

@@ -1040,12 +1040,11 @@ fn pipelined_scrapes_beyond_the_output_high_water_are_all_answered() {
     }
 }
 
-/// The cost of rendering with every series the label sets allow populated (10 methods x 10 routes x every code,
-/// and all 100 histograms), in process: `cargo test --release --test metrics -- --ignored render_cost --nocapture`.
-/// docs/metrics.md records the figures.
+/// Every series the label sets allow, populated (10 methods x 10 routes x every code, and all 100 histograms):
+/// the exposition stays valid. It also prints the render time (a figure, never asserted):
+/// `cargo test --release --test metrics every_series -- --nocapture`; docs/metrics.md records it.
 #[test]
-#[ignore = "a measurement, not a check; run in release"]
-fn render_cost_with_every_series_populated() {
+fn every_series_populated_still_renders_a_valid_exposition() {
     use sre_mini::metrics::{CODES, Metrics};
     use sre_mini::process::ProcessInfo;
     use sre_mini::router::{Method, Route};
@@ -1061,7 +1060,7 @@ fn render_cost_with_every_series_populated() {
     let (state, process) = (AppState::default(), ProcessInfo::new());
     let mut out = String::new();
     let mut times = Vec::new();
-    for i in 0..220 {
+    for i in 0..120 {
         out.clear();
         let t = Instant::now();
         m.render(&state, &process, &mut out);
