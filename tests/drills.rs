@@ -507,6 +507,151 @@ fn drill_c_sigterm_with_work_in_flight() {
     assert_eq!(work_closing, N, "/work answers after SIGTERM without Connection: close");
 }
 
+/// c, second part: connections opened during SHUTDOWN_DELAY_MS (the server still accepts and serves then) whose
+/// first request arrives just after the delay, when the listener has closed and draining has begun. They were
+/// accepted, so their requests must be answered (Go's Shutdown likewise gives not-yet-read connections 5 s).
+#[test]
+fn drill_c_connection_opened_during_delay_is_served() {
+    let _one = one_at_a_time();
+    const N: usize = 20;
+    let mut server = QuietServer::start(&bin(), &[("SHUTDOWN_DELAY_MS", "500"), ("DRAIN_TIMEOUT_MS", "3000")]);
+    let addr = server.addr;
+    server.signal("TERM");
+    // The server's own clock: readiness goes false at the signal.
+    let deadline = Instant::now() + T;
+    let unready_at = loop {
+        if let Ok((r, _)) = timed_get(addr, "/readyz", T)
+            && r.status == 503
+        {
+            break Instant::now();
+        }
+        assert!(Instant::now() < deadline, "/readyz never went 503 after SIGTERM");
+        thread::sleep(Duration::from_millis(2));
+    };
+    // Connect well inside the delay, send the first request well after it.
+    thread::sleep((unready_at + Duration::from_millis(350)).saturating_duration_since(Instant::now()));
+    let mut conns: Vec<Reader> =
+        (0..N).map(|i| Reader::connect(addr, T).unwrap_or_else(|e| panic!("connection {i}: {e}"))).collect();
+    let connected_at = unready_at.elapsed();
+    thread::sleep((unready_at + Duration::from_millis(700)).saturating_duration_since(Instant::now()));
+    let sent_at = unready_at.elapsed();
+    let mut outcomes = Vec::new();
+    for c in conns.iter_mut() {
+        let o = c
+            .send(b"GET /healthz HTTP/1.1\r\nHost: late\r\n\r\n")
+            .map_err(|e| format!("write: {}", load::describe(&e)))
+            .and_then(|()| c.final_response(false));
+        outcomes.push(match o {
+            Ok(r) if r.status == 200 && r.closes() => Ok(()),
+            Ok(r) => Err(format!("status {} close={}", r.status, r.closes())),
+            Err(e) => Err(e),
+        });
+    }
+    let status = server.wait_exit(Duration::from_secs(6));
+    let failed: Vec<String> = outcomes.iter().filter_map(|o| o.clone().err()).collect();
+    eprintln!(
+        "drill c (load {}): {N} connections opened {:.0} ms after SIGTERM (SHUTDOWN_DELAY_MS 500), first request sent \
+         {:.0} ms after SIGTERM: {} answered 200 + Connection: close, {} failed {:?}; exit {:?}",
+        load_average(),
+        ms(connected_at),
+        ms(sent_at),
+        N - failed.len(),
+        failed.len(),
+        summarize(&failed),
+        status.map(|s| s.code())
+    );
+    assert!(
+        connected_at < Duration::from_millis(450) && sent_at > Duration::from_millis(600),
+        "the drill's own timing slipped (connected {connected_at:?}, sent {sent_at:?}); rerun on a quieter machine"
+    );
+    assert!(
+        failed.is_empty(),
+        "connections accepted during the shutdown delay lost their first request: {:?}",
+        summarize(&failed)
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}
+
+/// Not part of the suite (run with `-- --ignored`): the listener closes while 32 clients connect in a tight loop.
+/// Whatever the kernel had queued on the listener when it closed is reset: inherent to closing a listening socket,
+/// and why SHUTDOWN_DELAY_MS exists (the endpoint is removed before the listener closes). Prints how many.
+#[test]
+#[ignore = "measures an inherent TCP race (connections queued when the listener closes are reset); see the comment"]
+fn drill_c_sigterm_while_connections_keep_arriving() {
+    let _one = one_at_a_time();
+    const CLIENTS: usize = 32;
+    let mut server = QuietServer::start(&bin(), &[("SHUTDOWN_DELAY_MS", "500"), ("DRAIN_TIMEOUT_MS", "2000")]);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let hammers: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            spawn_small(move || {
+                let (mut ok, mut refused, mut failed) = (0usize, Vec::new(), Vec::new());
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let at = t0.elapsed();
+                    match Reader::connect(addr, T) {
+                        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                            refused.push(at);
+                            thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(e) => failed.push((at, format!("connect: {}", load::describe(&e)))),
+                        Ok(mut c) => {
+                            let outcome = c
+                                .send(b"GET /healthz HTTP/1.1\r\nHost: hammer\r\nConnection: close\r\n\r\n")
+                                .map_err(|e| format!("write: {}", load::describe(&e)))
+                                .and_then(|()| c.final_response(false));
+                            match outcome {
+                                Ok(r) if r.status == 200 => ok += 1,
+                                Ok(r) => failed.push((at, format!("status {}", r.status))),
+                                Err(e) => failed.push((at, e)),
+                            }
+                        }
+                    }
+                }
+                (ok, refused, failed)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    let sig_at = t0.elapsed();
+    server.signal("TERM");
+    let signalled = Instant::now();
+    let status = server.wait_exit(Duration::from_secs(6));
+    let exit_after = signalled.elapsed();
+    thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut refused, mut failed_at) = (0, Vec::new(), Vec::new());
+    for h in hammers {
+        let (o, r, f) = h.join().unwrap();
+        ok += o;
+        refused.extend(r);
+        failed_at.extend(f);
+    }
+    let since_sig = |d: Duration| ms(d.saturating_sub(sig_at));
+    let first_refused = refused.iter().min().map(|d| since_sig(*d));
+    let failed_when: Vec<f64> = failed_at.iter().map(|(at, _)| since_sig(*at)).collect();
+    let failed: Vec<String> = failed_at.into_iter().map(|(_, e)| e).collect();
+    let refused = refused.len();
+    eprintln!(
+        "drill c (load {}): SIGTERM while {CLIENTS} clients connect in a loop: {ok} answered 200, {refused} refused \
+         (listener closed; first {first_refused:?} ms after SIGTERM), {} failed after connecting {:?} (connected \
+         {:.1}..{:.1} ms after SIGTERM); exit {:?} {:.0} ms after SIGTERM",
+        load_average(),
+        failed.len(),
+        summarize(&failed),
+        failed_when.iter().copied().fold(f64::NAN, f64::min),
+        failed_when.iter().copied().fold(f64::NAN, f64::max),
+        status.map(|s| s.code()),
+        ms(exit_after)
+    );
+    assert!(failed.is_empty(), "{} connections completed but got no answer: {:?}", failed.len(), summarize(&failed));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert!(refused > 0 && ok > 0);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // d. memory under a million requests
 
@@ -573,11 +718,12 @@ fn drill_d_rss_flat_over_a_million_requests() {
     let hwm = load::proc_status(pid, "VmHWM").unwrap_or(0);
     let threads = load::proc_status(pid, "Threads").unwrap_or(0);
     let served = server.metric("http_requests_total{method=\"GET\",route=\"/healthz\",code=\"200\"}").unwrap();
+    let dropped = server.metric("sremini_log_lines_dropped_total").unwrap();
     let growth = rss_end as i64 - rss_warm as i64;
     eprintln!(
         "drill d (load {}): VmRSS {rss_start} KiB fresh, {rss_warm} KiB after {WARM} warm-up requests, {rss_end} KiB after {TOTAL} more \
          (growth {growth} KiB; VmHWM {hwm} KiB; {threads} threads); {TOTAL} requests on {conns} connections \
-         ({THREADS} threads, 16 pipelined, 10000 per connection) in {:.1} s = {:.0} req/s; server counted {served}",
+         ({THREADS} threads, 16 pipelined, 10000 per connection) in {:.1} s = {:.0} req/s; server counted {served}, log lines dropped {dropped}",
         load_average(),
         took.as_secs_f64(),
         TOTAL as f64 / took.as_secs_f64()
