@@ -252,7 +252,7 @@ fn corpus_format_and_size() {
 fn corpus_against_one_server() {
     let cases = load_corpus();
     assert!(cases.len() >= MIN_CASES);
-    let server = Server::start(&[("HEADER_TIMEOUT_MS", "1000"), ("BODY_TIMEOUT_MS", "1000")]);
+    let server = Server::start(&[("HEADER_TIMEOUT_MS", "1000"), ("BODY_TIMEOUT_MS", "1000"), ("WORK_DELAY_MS", "100")]);
     eprintln!("corpus: {} cases from tests/corpus/*.txt against {BIN}", cases.len());
     let started = Instant::now();
     let mut failures = Vec::new();
