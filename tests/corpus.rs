@@ -276,6 +276,8 @@ fn corpus_against_one_server() {
     }
     let mut server = server;
     assert!(server.child.try_wait().unwrap().is_none(), "the server exited during the corpus");
+    let panics = server.metric("sremini_panics_total");
+    assert_eq!(panics, 0.0, "handler panics during the corpus");
     eprintln!("corpus: {} cases, {} failed, {:.1} s", cases.len(), failures.len(), started.elapsed().as_secs_f64());
     assert!(failures.is_empty(), "{} corpus case(s) failed:\n  {}", failures.len(), failures.join("\n  "));
 }
