@@ -43,6 +43,12 @@ const MAX_LINGER_DISCARD: usize = 256 * 1024;
 /// Refused connections (over the cap) each worker lingers on at most; past this they are closed at once.
 const MAX_REFUSED_LINGERING: usize = 256;
 const ACCEPTS_PER_TURN: usize = 64;
+/// At drain, how many turns' worth of queued connections to accept before the listener closes.
+const FINAL_ACCEPT_SWEEPS: usize = 16;
+/// At drain, how long a connection that has sent nothing yet may take to start its first request.
+const FRESH_DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// While draining, the longest sleep in `poll`, so grace periods end on time.
+const DRAIN_POLL_WAIT: Duration = Duration::from_millis(50);
 /// Longest sleep in `poll` when no deadline is nearer; bounds how stale a missed wake-up could make us.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// Exit status of the /panic drill: the code an uncaught Rust panic in `main` gives.
@@ -224,9 +230,17 @@ impl Worker {
             let now = Instant::now();
             let phase = self.ctx.app.state.phase();
             if phase >= Phase::Draining {
-                // Closing our handle on the listener; the socket closes when the last worker lets go.
-                self.listener = None;
-                self.close_idle_connections();
+                if self.listener.is_some() {
+                    // Take what the kernel has already queued before letting go: those clients completed their
+                    // handshake and would otherwise be reset. The socket closes when the last worker lets go.
+                    for _ in 0..FINAL_ACCEPT_SWEEPS {
+                        if !self.accept_ready(now) {
+                            break;
+                        }
+                    }
+                    self.listener = None;
+                }
+                self.close_idle_connections(now);
                 if self.conns.iter().all(Option::is_none) {
                     self.ctx.log.flush();
                     return;
@@ -251,7 +265,9 @@ impl Worker {
                 }
                 match self.poll_slots[i] {
                     WAKE_SLOT => {}
-                    LISTENER_SLOT => self.accept_ready(now),
+                    LISTENER_SLOT => {
+                        self.accept_ready(now);
+                    }
                     slot => self.service(slot, revents, now),
                 }
             }
@@ -268,7 +284,8 @@ impl Worker {
             self.pollfds.push(sys::poll_entry(l.as_raw_fd(), POLLIN));
             self.poll_slots.push(LISTENER_SLOT);
         }
-        let mut nearest = self.ctx.log.due().map_or(now + MAX_POLL_WAIT, |d| d.min(now + MAX_POLL_WAIT));
+        let longest = if self.listener.is_none() { DRAIN_POLL_WAIT } else { MAX_POLL_WAIT };
+        let mut nearest = self.ctx.log.due().map_or(now + longest, |d| d.min(now + longest));
         for (slot, c) in self.conns.iter().enumerate() {
             let Some(c) = c else { continue };
             let mut events = 0;
@@ -323,22 +340,24 @@ impl Worker {
         }
     }
 
-    fn accept_ready(&mut self, now: Instant) {
+    /// Accepts up to a turn's worth of connections. True when more may be waiting.
+    fn accept_ready(&mut self, now: Instant) -> bool {
         for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else { return false };
             match listener.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer, now),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     // EMFILE and friends: back off this turn rather than spin on a listener we cannot serve.
                     log::event("error", "accept failed", |l| {
                         l.str("error", &e.to_string());
                     });
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
@@ -533,13 +552,20 @@ impl Worker {
         }
     }
 
-    /// On drain: idle connections close now (Go's Shutdown does the same); busy ones finish first.
-    fn close_idle_connections(&mut self) {
+    /// On drain: idle keep-alive connections close now, as with Go's Shutdown; busy ones finish first.
+    /// A connection accepted but not yet spoken on gets [`FRESH_DRAIN_GRACE`] from its accept: it was
+    /// accepted during the shutdown delay, so its first request is owed an answer.
+    fn close_idle_connections(&mut self, now: Instant) {
         for slot in 0..self.conns.len() {
             let close = match &self.conns[slot] {
                 Some(c) => {
-                    (matches!(c.state, State::Idle { .. }) && c.unread_input().is_empty() && !c.pending_output())
-                        || matches!(c.state, State::Lingering { .. })
+                    let quiet = c.unread_input().is_empty() && !c.pending_output();
+                    match c.state {
+                        State::Idle { fresh: false, .. } => quiet,
+                        State::Idle { fresh: true, since } => quiet && now >= since + FRESH_DRAIN_GRACE,
+                        State::Lingering { .. } => true,
+                        _ => false,
+                    }
                 }
                 None => false,
             };
