@@ -142,7 +142,6 @@ bench_server() {
   sleep 0.2
   proc_status "$s-idle-pinned.json"
   rec "$r" "$name" rss_idle_mib "$(jget "$s-idle-pinned.json" 'd["vmrss_kib"]/1024')"
-  rec "$r" "$name" threads_idle "$(jget "$s-idle-pinned.json" 'd["threads"]')"
   run_wrk "$r" "$name" keepalive pinned
   run_wrk "$r" "$name" close pinned
   stop_server
@@ -151,6 +150,8 @@ bench_server() {
   sleep 0.2
   proc_status "$s-idle.json"
   rec "$r" "$name" rss_idle_mib "$(jget "$s-idle.json" 'd["vmrss_kib"]/1024')"
+  # Threads when idle on both cores (pinned to one, tokio starts a single worker).
+  rec "$r" "$name" threads_idle "$(jget "$s-idle.json" 'd["threads"]')"
   run_wrk "$r" "$name" keepalive unpinned
   run_wrk "$r" "$name" close unpinned
   local b="$OUT/burst-r$r-$name.json"
