@@ -13,15 +13,16 @@
 # Output: a summary on stdout; raw data under bench/results/profile-<stamp>/ (gitignored).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 WHICH=${1:-sre-mini}
 MODE=${MODE:-keepalive}
 TOOL=${TOOL:-perf}
 DURATION=${DURATION:-6}
 CONNS=${CONNS:-32}
-[[ $DURATION =~ ^[1-9][0-9]?$ ]] && (( DURATION >= 3 )) || die "DURATION must be 3..99 seconds"
+if ! [[ $DURATION =~ ^[1-9][0-9]?$ ]] || (( DURATION < 3 )); then die "DURATION must be 3..99 seconds"; fi
 [[ $CONNS =~ ^[1-9][0-9]{0,3}$ ]] || die "CONNS must be 1..9999"
 case "$MODE" in keepalive) HDR=() ;; close) HDR=(-H 'Connection: close') ;; *) die "MODE must be keepalive or close" ;; esac
 
@@ -112,7 +113,7 @@ else
   say "wrk under callgrind: $(cat "$OUT/wrk.json")"
   kill -TERM "$SRV" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$SRV" 2>/dev/null && kill -INT "$SRV" 2>/dev/null || true
+  if kill -0 "$SRV" 2>/dev/null; then kill -INT "$SRV" 2>/dev/null || true; fi
   wait "$SRV" 2>/dev/null || true
   ls "$OUT"/callgrind.out* >/dev/null 2>&1 || die "callgrind wrote no data (see $OUT/valgrind.log)"
   REQS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("requests") or 0)' "$OUT/wrk.json")

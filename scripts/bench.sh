@@ -14,8 +14,9 @@
 # Output: the table on stdout and in bench/results/latest.md (gitignored), raw figures in bench/results/<stamp>/.
 #
 # Every server is started on 127.0.0.1 with request logging on (stdout to /dev/null), and killed on exit.
+# shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8}
@@ -31,14 +32,17 @@ REF_MUSL_BIN=${REF_MUSL_BIN:-$ROOT/bench/target/$MUSL_TARGET/release/axum-ref}
 SRE_BIN=${SRE_BIN:-$ROOT/target/release/sre-mini}
 REF_BIN=${REF_BIN:-$ROOT/bench/target/release/axum-ref}
 WORK_DEADLINE_S=2.1          # "200 within 2.1 s" at the default WORK_DELAY_MS=2000
-[[ $NICE =~ ^-?[0-9]+$ ]] && (( NICE >= -20 && NICE <= 19 )) || die "NICE must be an integer in -20..19 (got '$NICE')"
+if ! [[ $NICE =~ ^-?[0-9]+$ ]] || (( NICE < -20 || NICE > 19 )); then
+  die "NICE must be an integer in -20..19 (got '$NICE')"
+fi
 RUN=(nice -n "$NICE")        # every measured process (servers, wrk, python clients) runs under it
 PY=("${RUN[@]}" python3 "$ROOT/bench/tools/benchlib.py")
 
 for v in ROUNDS DURATION CONNS BURST STARTS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
-(( ROUNDS <= 20 && DURATION <= 60 && BURST <= 2000 && STARTS <= 20 )) || die "ROUNDS<=20, DURATION<=60, BURST<=2000, STARTS<=20"
+(( ROUNDS <= 20 && DURATION <= 60 && CONNS <= 1000 && BURST <= 2000 && STARTS <= 20 )) ||
+  die "ROUNDS<=20, DURATION<=60, CONNS<=1000, BURST<=2000, STARTS<=20"
 
 need_apt wrk wrk
 need_apt taskset util-linux
@@ -146,7 +150,8 @@ proc_status() { "${PY[@]}" status "$SRV_PID" >"$1"; }
 
 # bench_server ROUND NAME BIN [MUSL_BIN]
 bench_server() {
-  local r=$1 name=$2 bin=$3 musl_bin=${4:-} s="$OUT/status-r$r-$name"
+  local r=$1 name=$2 bin=$3 musl_bin=${4:-}
+  local s="$OUT/status-r$r-$name"
   # 1. pinned: server on CPU 0, wrk on CPU 1.
   start_server "$bin" pinned
   sleep 0.2
