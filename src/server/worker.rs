@@ -33,8 +33,9 @@ const READ_PER_TURN: usize = 64 * 1024;
 /// Unanswered input kept per connection; beyond it we stop reading until answers drain. Raised at start-up
 /// to hold one maximal request head when the configured limits exceed it.
 const MAX_PIPELINED_INPUT: usize = 64 * 1024;
-/// Queued output per connection before we stop answering pipelined requests until the client reads.
-const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+/// Queued output per connection before we stop answering pipelined requests until the client reads. Small, so a
+/// client that pipelines and never reads holds at most this plus one answer (drill: 92 KiB against 251 KiB at 256 KiB).
+const OUTPUT_HIGH_WATER: usize = 16 * 1024;
 /// Buffers above this are given back to the allocator once empty, so memory follows load down again.
 const KEEP_BUFFER_CAPACITY: usize = 16 * 1024;
 /// After an error we half-close and read what the client still sends, so our answer is not lost to a reset.
@@ -144,6 +145,8 @@ struct Conn {
     /// Half-close and read out the client's leftovers before closing, so it sees our answer.
     linger_on_close: bool,
     peer_done_sending: bool,
+    /// Length of the partial head when it was last parsed (see `Ctx::head_may_have_changed`).
+    head_parsed_len: usize,
     /// Counted in `sremini_connections_open` (refused connections are not).
     counted: bool,
     dead: bool,
@@ -388,6 +391,7 @@ impl Worker {
             closing: false,
             linger_on_close: false,
             peer_done_sending: false,
+            head_parsed_len: 0,
             counted,
             dead: false,
         };
@@ -398,7 +402,13 @@ impl Worker {
             conn.linger_on_close = self.refused_lingering < MAX_REFUSED_LINGERING;
             let _ = write_out(&mut conn);
             if !conn.linger_on_close || conn.pending_output() {
-                // Nothing more to do for it: either we cannot afford to linger or it will not take our answer.
+                // We cannot afford to linger (or it will not take our answer). Still close cleanly: FIN after the
+                // answer, and read away what already arrived, since closing on unread input sends a reset that
+                // can destroy the 503 on its way.
+                if !conn.pending_output() {
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    discard_received(&mut conn.stream, &mut self.scratch);
+                }
                 return;
             }
             self.refused_lingering += 1;
@@ -647,6 +657,19 @@ fn read_available(conn: &mut Conn, scratch: &mut [u8]) {
     }
 }
 
+/// Reads and drops what has already arrived on a non-blocking socket (bounded), so closing it sends FIN, not RST.
+fn discard_received(stream: &mut TcpStream, scratch: &mut [u8]) {
+    let mut total = 0;
+    while total < MAX_LINGER_DISCARD {
+        match stream.read(scratch) {
+            Ok(0) => return,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
 fn write_out(conn: &mut Conn) -> io::Result<()> {
     while conn.pending_output() {
         match conn.stream.write(&conn.output[conn.output_pos..]) {
@@ -737,8 +760,15 @@ impl Ctx {
                         State::Head { started } => started,
                         _ => now,
                     };
-                    match parser::parse_head(&conn.input[conn.input_pos..], &self.limits) {
+                    let unread = &conn.input[conn.input_pos..];
+                    if matches!(conn.state, State::Head { .. })
+                        && !self.head_may_have_changed(unread, conn.head_parsed_len)
+                    {
+                        break;
+                    }
+                    match parser::parse_head(unread, &self.limits) {
                         Ok(Parsed::Partial) => {
+                            conn.head_parsed_len = unread.len();
                             conn.state = State::Head { started };
                             break;
                         }
@@ -757,6 +787,7 @@ impl Ctx {
                             break;
                         }
                         Ok(Parsed::Complete { head, head_len }) => {
+                            conn.head_parsed_len = 0;
                             let req = self.pending_from(&head, started);
                             let framing = head.framing;
                             let expect_continue = head.expect_continue;
@@ -800,6 +831,17 @@ impl Ctx {
             conn.input.drain(..conn.input_pos);
             conn.input_pos = 0;
         }
+    }
+
+    /// Whether a partial head needs parsing again after more bytes arrived. Parsing from the start each time
+    /// would make a head dripped byte by byte cost quadratic CPU, so we parse again only when a line was
+    /// completed, when the request line passes its limit (414), or when the buffer is full (431).
+    fn head_may_have_changed(&self, unread: &[u8], parsed_len: usize) -> bool {
+        let new = unread.get(parsed_len..).unwrap_or_default();
+        let line_limit = self.limits.max_request_line + 2;
+        new.contains(&b'\n')
+            || (parsed_len <= line_limit && unread.len() > line_limit)
+            || unread.len() >= self.max_input
     }
 
     /// 100 Continue only when the client is waiting for it (RFC 9110 §10.1.1): no body bytes here yet.
@@ -975,6 +1017,7 @@ mod tests {
             closing: false,
             linger_on_close: false,
             peer_done_sending: false,
+            head_parsed_len: 0,
             counted: true,
             dead: false,
         };
