@@ -584,7 +584,6 @@ fn drill_c_connection_opened_during_delay_is_served() {
     assert_eq!(status.and_then(|s| s.code()), Some(0));
 }
 
-
 // ---------------------------------------------------------------------------------------------------------------
 // d. memory under a million requests
 
