@@ -54,7 +54,7 @@ pub const VARS: &[VarSpec] = &[
     VarSpec { name: "DRILLS", default: "on", accepts: "`on` or `off`", help: "serve /fail/*, /recover/* and /panic" },
     VarSpec {
         name: "WORKERS",
-        default: "the number of cores, at least 2",
+        default: "the CPUs available (affinity, cgroup quota)",
         accepts: "1..=64",
         help: "event-loop threads that parse and answer requests",
     },
@@ -201,8 +201,11 @@ impl Config {
                 return Err(ConfigError { name: "DRILLS", value: other.to_string(), accepts: spec("DRILLS").accepts });
             }
         };
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let default_workers = cores.clamp(2, MAX_WORKERS) as u64;
+        // One event loop per CPU we may actually use: std reads the affinity mask and the cgroup CPU quota, so a
+        // pod limited to 500m gets one. Two loops time-sharing one CPU only add queueing (pinned to one core:
+        // /healthz p99 6.5 ms with two workers against 0.7 ms with one, at 104k against 112k rps).
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let default_workers = cpus.clamp(1, MAX_WORKERS) as u64;
         Ok(Config {
             port: int("PORT", DEFAULT_PORT.into(), 0, 65_535)? as u16,
             work_delay: ms("WORK_DELAY_MS", DEFAULT_WORK_DELAY_MS, 0, 60_000)?,
