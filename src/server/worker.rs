@@ -153,6 +153,27 @@ struct Conn {
 }
 
 impl Conn {
+    fn new(stream: TcpStream, peer: String, generation: u64, now: Instant, counted: bool) -> Conn {
+        Conn {
+            stream,
+            peer,
+            generation,
+            input: Vec::new(),
+            input_pos: 0,
+            output: Vec::new(),
+            output_pos: 0,
+            output_since: None,
+            state: State::Idle { since: now, fresh: true },
+            served: 0,
+            closing: false,
+            linger_on_close: false,
+            peer_done_sending: false,
+            head_parsed_len: 0,
+            counted,
+            dead: false,
+        }
+    }
+
     fn pending_output(&self) -> bool {
         self.output_pos < self.output.len()
     }
@@ -377,24 +398,7 @@ impl Worker {
         }
         let generation = self.next_generation;
         self.next_generation += 1;
-        let mut conn = Conn {
-            stream,
-            peer: peer.to_string(),
-            generation,
-            input: Vec::new(),
-            input_pos: 0,
-            output: Vec::new(),
-            output_pos: 0,
-            output_since: None,
-            state: State::Idle { since: now, fresh: true },
-            served: 0,
-            closing: false,
-            linger_on_close: false,
-            peer_done_sending: false,
-            head_parsed_len: 0,
-            counted,
-            dead: false,
-        };
+        let mut conn = Conn::new(stream, peer.to_string(), generation, now, counted);
         if !counted {
             m.limit_rejected(LimitReason::ConnectionCap);
             let req = Pending::rejected(now, b"");
@@ -1003,24 +1007,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let now = Instant::now();
-        let mut c = Conn {
-            stream,
-            peer: String::new(),
-            generation: 0,
-            input: Vec::new(),
-            input_pos: 0,
-            output: Vec::new(),
-            output_pos: 0,
-            output_since: None,
-            state: State::Idle { since: now, fresh: true },
-            served: 0,
-            closing: false,
-            linger_on_close: false,
-            peer_done_sending: false,
-            head_parsed_len: 0,
-            counted: true,
-            dead: false,
-        };
+        let mut c = Conn::new(stream, String::new(), 0, now, true);
         assert_eq!(deadline(&c, &app), Some(now + app.config.header_timeout));
         c.state = State::Idle { since: now, fresh: false };
         assert_eq!(deadline(&c, &app), Some(now + app.config.idle_timeout));
