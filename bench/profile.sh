@@ -98,13 +98,14 @@ for line in open(sys.argv[1]):
 PY
   fi
   say "time by thread and DSO (kernel = [kernel.kallsyms])"
-  perf report -i "$OUT/perf.data" --no-children --sort comm,dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+  perf report -i "$OUT/perf.data" --no-children --sort comm,dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20 || true
   say "top symbols, self time"
   perf report -i "$OUT/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | head -45 | tee "$OUT/top-self.txt"
+    | grep -v '^#' | grep -v '^$' >"$OUT/top-self.txt" || true
+  head -45 "$OUT/top-self.txt"
   say "top symbols, including callees (children)"
   perf report -i "$OUT/perf.data" --children --sort sym --stdio -g none 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | head -45 >"$OUT/top-children.txt"
+    | grep -v '^#' | grep -v '^$' >"$OUT/top-children.txt" || true
   head -30 "$OUT/top-children.txt"
 else
   timeout $((DURATION + 60)) taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${HDR[@]}" \
@@ -118,11 +119,14 @@ else
   ls "$OUT"/callgrind.out* >/dev/null 2>&1 || die "callgrind wrote no data (see $OUT/valgrind.log)"
   REQS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("requests") or 0)' "$OUT/wrk.json")
   say "instructions per request (user space only, all threads; $REQS requests)"
-  callgrind_annotate "$OUT"/callgrind.out* 2>/dev/null | awk -v n="$REQS" '/PROGRAM TOTALS/ { gsub(",", "", $1); if (n > 0) printf "%.0f Ir per request\n", $1 / n }'
+  callgrind_annotate "$OUT"/callgrind.out* 2>/dev/null \
+    | awk -v n="$REQS" '/PROGRAM TOTALS/ { gsub(",", "", $1); if (n > 0) printf "%.0f Ir per request\n", $1 / n }' || true
+  # Whole reports to files first: `head` on a live pipe would SIGPIPE the annotator (and pipefail this script).
+  callgrind_annotate --inclusive=no "$OUT"/callgrind.out* >"$OUT/annotate-self.txt" 2>/dev/null || true
+  callgrind_annotate --inclusive=yes "$OUT"/callgrind.out* >"$OUT/annotate-inclusive.txt" 2>/dev/null || true
   say "top functions, self (exclusive)"
-  callgrind_annotate --inclusive=no "$OUT"/callgrind.out* 2>/dev/null | sed -n '/^Ir/,$p' | head -40 | tee "$OUT/top-self.txt"
+  awk '/^Ir/ { on = 1 } on && n++ < 40' "$OUT/annotate-self.txt"
   say "top functions, inclusive"
-  callgrind_annotate --inclusive=yes "$OUT"/callgrind.out* 2>/dev/null | sed -n '/^Ir/,$p' | head -40 >"$OUT/top-inclusive.txt"
-  head -30 "$OUT/top-inclusive.txt"
+  awk '/^Ir/ { on = 1 } on && n++ < 30' "$OUT/annotate-inclusive.txt"
 fi
 say "raw data in ${OUT#"$ROOT"/}"
