@@ -76,17 +76,9 @@ else
   bin="$ROOT/target/release/sre-mini"
 fi
 [ -x "$bin" ] || die "binary $bin not found or not executable"
-PORT=0 WORK_DELAY_MS=10 SHUTDOWN_DELAY_MS=0 DRAIN_TIMEOUT_MS=1000 DRILLS=on "$bin" >"$tmp/bin.log" 2>&1 &
-bin_pid=$!
-port=""
-for _ in $(seq 1 100); do
-  # (|| true: under pipefail a grep without a match yet would end the script)
-  port=$(grep '"msg":"ready"' "$tmp/bin.log" 2>/dev/null | head -1 | sed -n 's/.*"addr":"[^"]*:\([0-9]*\)".*/\1/p' || true)
-  [ -n "$port" ] && break
-  kill -0 "$bin_pid" 2>/dev/null || { cat "$tmp/bin.log" >&2; die "the binary exited before logging its ready line"; }
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$tmp/bin.log" >&2; die "no \"ready\" log line with an addr within 10 s"; }
+start_sre_mini "$bin" "$tmp/bin.log" WORK_DELAY_MS=10 SHUTDOWN_DELAY_MS=0 DRAIN_TIMEOUT_MS=1000 DRILLS=on
+bin_pid=$SRE_PID
+port=$SRE_PORT
 base="http://127.0.0.1:$port"
 curl -fsS -m 5 "$base/metrics" >"$tmp/fresh.txt" || die "GET $base/metrics failed"
 # Traffic that populates every series the rules read: 200s, a 500 (drill), HEAD, then recover.

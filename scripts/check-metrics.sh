@@ -41,18 +41,10 @@ trap cleanup EXIT INT TERM
 # ---- 1. the service -----------------------------------------------------------------------------------------------
 say "start $BIN on PORT=0"
 # Short timeouts and a tiny bulkhead so that every rejection can be provoked in seconds.
-env -i PATH="$PATH" PORT=0 WORK_DELAY_MS=300 WORK_MAX_CONCURRENT=1 MAX_CONNECTIONS=64 MAX_BODY_BYTES=1024 \
-  MAX_HEADER_FIELDS=20 HEADER_TIMEOUT_MS=500 BODY_TIMEOUT_MS=500 WRITE_TIMEOUT_MS=300 \
-  "$BIN" >"$TMP/sre-mini.log" 2>"$TMP/sre-mini.err" &
-SRV_PID=$!
-PORT=""
-for _ in $(seq 100); do
-  PORT=$(grep -m1 '"msg":"ready"' "$TMP/sre-mini.log" 2>/dev/null | sed -n 's/.*"addr":"[^"]*:\([0-9]*\)".*/\1/p')
-  [ -n "$PORT" ] && break
-  kill -0 "$SRV_PID" 2>/dev/null || { cat "$TMP/sre-mini.err" >&2; die "sre-mini exited at start-up"; }
-  sleep 0.1
-done
-[ -n "$PORT" ] || die "no ready line within 10 s"
+start_sre_mini "$BIN" "$TMP/sre-mini.log" WORK_DELAY_MS=300 WORK_MAX_CONCURRENT=1 MAX_CONNECTIONS=64 \
+  MAX_BODY_BYTES=1024 MAX_HEADER_FIELDS=20 HEADER_TIMEOUT_MS=500 BODY_TIMEOUT_MS=500 WRITE_TIMEOUT_MS=300
+SRV_PID=$SRE_PID
+PORT=$SRE_PORT
 URL="http://127.0.0.1:$PORT/metrics"
 echo "sre-mini pid $SRV_PID listening on 127.0.0.1:$PORT"
 

@@ -61,17 +61,9 @@ fi
 [ -x "$bin" ] || die "binary $bin not found or not executable"
 
 say "drill-burn: starting sre-mini (WORK_DELAY_MS=50) and Prometheus on 127.0.0.1"
-PORT=0 WORK_DELAY_MS=50 SHUTDOWN_DELAY_MS=0 DRAIN_TIMEOUT_MS=2000 DRILLS=on "$bin" >"$tmp/sre-mini.log" 2>&1 &
-bin_pid=$!
-port=""
-for _ in $(seq 1 100); do
-  # (|| true: under pipefail a grep without a match yet would end the script)
-  port=$(grep '"msg":"ready"' "$tmp/sre-mini.log" 2>/dev/null | head -1 | sed -n 's/.*"addr":"[^"]*:\([0-9]*\)".*/\1/p' || true)
-  [ -n "$port" ] && break
-  kill -0 "$bin_pid" 2>/dev/null || { cat "$tmp/sre-mini.log" >&2; die "sre-mini exited before its ready line"; }
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$tmp/sre-mini.log" >&2; die "sre-mini logged no ready line with an addr within 10 s"; }
+start_sre_mini "$bin" "$tmp/sre-mini.log" WORK_DELAY_MS=50 SHUTDOWN_DELAY_MS=0 DRAIN_TIMEOUT_MS=2000 DRILLS=on
+bin_pid=$SRE_PID
+port=$SRE_PORT
 
 python3 alerts/extract-rules.py alerts/alerts.yaml "$tmp/rules.yaml" || die "cannot extract the rules"
 promtool check rules "$tmp/rules.yaml" >/dev/null || die "promtool check rules failed; run scripts/check-alerts.sh"

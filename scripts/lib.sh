@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the check scripts: logging, and idempotent installs of the tools each check needs.
 # Source it: `. "$(dirname "$0")/lib.sh"`. A missing tool is installed or the check fails; nothing is skipped.
 set -euo pipefail
@@ -67,4 +68,24 @@ local_schema_dir() {
       for f in "$@"; do [ -f "$src/$f" ] || die "schema $src/$f not found (set SCHEMA_DIR to a folder or an https:// base URL)"; done
       echo "$src" ;;
   esac
+}
+
+# start_sre_mini BIN LOG [VAR=VALUE ...]: starts BIN on PORT=0 with only PATH and the given variables in its
+# environment, stdout and stderr to LOG, and waits up to 10 s for its "ready" line. Sets SRE_PID and SRE_PORT;
+# the caller's exit trap must stop $SRE_PID. On failure it stops the process itself and dies.
+start_sre_mini() {
+  local bin=$1 log=$2; shift 2
+  env -i PATH="$PATH" PORT=0 "$@" "$bin" >"$log" 2>&1 &
+  SRE_PID=$!
+  SRE_PORT=""
+  local _
+  for _ in $(seq 1 100); do
+    SRE_PORT=$(grep -m1 '"msg":"ready"' "$log" 2>/dev/null | sed -n 's/.*"addr":"[^"]*:\([0-9]*\)".*/\1/p' || true)
+    [ -n "$SRE_PORT" ] && return 0
+    kill -0 "$SRE_PID" 2>/dev/null || { cat "$log" >&2; die "sre-mini exited before its ready line"; }
+    sleep 0.1
+  done
+  kill -KILL "$SRE_PID" 2>/dev/null || true
+  cat "$log" >&2
+  die "sre-mini logged no ready line with an addr within 10 s"
 }
