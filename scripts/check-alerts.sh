@@ -69,13 +69,7 @@ say "alerts: unit-test coverage"
 python3 alerts/check-rules.py coverage alerts/alerts.yaml alerts/tests
 
 say "alerts: metric names against the live binary"
-if [ -n "${SRE_MINI_BIN:-}" ]; then
-  bin=$SRE_MINI_BIN
-else
-  cargo build --release --locked --quiet || die "cargo build --release failed"
-  bin="$ROOT/target/release/sre-mini"
-fi
-[ -x "$bin" ] || die "binary $bin not found or not executable"
+bin=$(release_binary)
 start_sre_mini "$bin" "$tmp/bin.log" WORK_DELAY_MS=10 SHUTDOWN_DELAY_MS=0 DRAIN_TIMEOUT_MS=1000 DRILLS=on
 bin_pid=$SRE_PID
 port=$SRE_PORT

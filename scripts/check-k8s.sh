@@ -136,12 +136,7 @@ python3 "$PY" static || die "k8s.yaml is inconsistent"
 python3 "$PY" self-test || die "the consistency rules do not catch broken manifests"
 
 say "consistency of k8s.yaml with the binary (probe, preStop, metrics and ingress paths; env names; termination)"
-BIN="${SRE_MINI_BIN:-}"
-if [ -z "$BIN" ]; then
-  cargo build --release --locked --quiet || die "cargo build --release failed"
-  BIN="$ROOT/target/release/sre-mini"
-fi
-[ -x "$BIN" ] || die "no binary at $BIN"
+BIN=$(release_binary)
 python3 "$PY" runtime "$BIN" || die "k8s.yaml does not match the binary"
 
 say "check-k8s: all checks passed"

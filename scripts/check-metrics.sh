@@ -18,13 +18,7 @@ need_apt curl curl
 command -v python3 >/dev/null || die "python3 is required to drive traffic"
 
 SCRAPES="${SCRAPES:-200}"
-BIN="${SRE_MINI_BIN:-}"
-if [ -z "$BIN" ]; then
-  say "cargo build --release --locked"
-  cargo build --release --locked >&2 || die "release build failed"
-  BIN="$ROOT/target/release/sre-mini"
-fi
-[ -x "$BIN" ] || die "no binary at $BIN"
+BIN=$(release_binary)
 
 TMP="$(mktemp -d)"
 SRV_PID="" PROM_PID=""

@@ -52,13 +52,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -n "${SRE_MINI_BIN:-}" ]; then
-  bin=$SRE_MINI_BIN
-else
-  cargo build --release --locked --quiet || die "cargo build --release failed"
-  bin="$ROOT/target/release/sre-mini"
-fi
-[ -x "$bin" ] || die "binary $bin not found or not executable"
+bin=$(release_binary)
 
 say "drill-burn: starting sre-mini (WORK_DELAY_MS=50) and Prometheus on 127.0.0.1"
 start_sre_mini "$bin" "$tmp/sre-mini.log" WORK_DELAY_MS=50 SHUTDOWN_DELAY_MS=0 DRAIN_TIMEOUT_MS=2000 DRILLS=on

@@ -89,3 +89,15 @@ start_sre_mini() {
   cat "$log" >&2
   die "sre-mini logged no ready line with an addr within 10 s"
 }
+
+# release_binary: prints the binary the checks run: $SRE_MINI_BIN when set (a prebuilt or patched build),
+# else target/release/sre-mini, built first with --locked.
+release_binary() {
+  local bin="${SRE_MINI_BIN:-}"
+  if [ -z "$bin" ]; then
+    cargo build --release --locked --quiet >&2 || die "cargo build --release failed"
+    bin="$ROOT/target/release/sre-mini"
+  fi
+  [ -x "$bin" ] || die "no executable sre-mini binary at $bin"
+  echo "$bin"
+}
