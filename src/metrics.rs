@@ -96,8 +96,12 @@ pub struct Metrics {
 const METHODS: usize = Method::ALL.len();
 const ROUTES: usize = Route::ALL.len();
 
+fn histogram_index(method: Method, route: Route) -> usize {
+    method as usize * ROUTES + route as usize
+}
+
 fn counter_index(method: Method, route: Route, code_index: usize) -> usize {
-    (method as usize * ROUTES + route as usize) * CODES.len() + code_index
+    histogram_index(method, route) * CODES.len() + code_index
 }
 
 impl Metrics {
@@ -152,7 +156,7 @@ impl Metrics {
             CODES.len() - 1
         });
         self.requests[counter_index(method, route, code_index)].fetch_add(1, Ordering::Relaxed);
-        let h = &self.durations[method as usize * ROUTES + route as usize];
+        let h = &self.durations[histogram_index(method, route)];
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let slot = self.bounds_nanos.iter().position(|&b| nanos <= b).unwrap_or(self.bounds_nanos.len());
         h.buckets[slot].fetch_add(1, Ordering::Relaxed);
@@ -187,12 +191,12 @@ impl Metrics {
             "counter",
             "HTTP responses sent, by method, route template and status code.",
         );
-        for (m, method) in Method::ALL.iter().enumerate() {
-            for (r, route) in Route::ALL.iter().enumerate() {
+        for method in Method::ALL {
+            for route in Route::ALL {
                 for (c, code) in CODES.iter().enumerate() {
-                    let v = self.requests[(m * ROUTES + r) * CODES.len() + c].load(Ordering::Relaxed);
+                    let v = self.requests[counter_index(method, route, c)].load(Ordering::Relaxed);
                     // The series the SLO rules read exist from the first scrape, at 0.
-                    let slo_series = *route == Route::Work
+                    let slo_series = route == Route::Work
                         && matches!(method, Method::Get | Method::Head)
                         && matches!(code, 200 | 500 | 503);
                     if v > 0 || slo_series {
@@ -215,13 +219,13 @@ impl Metrics {
             "histogram",
             "Time from the first byte of a request to its response being queued, by method and route template.",
         );
-        for (m, method) in Method::ALL.iter().enumerate() {
-            for (r, route) in Route::ALL.iter().enumerate() {
-                let h = &self.durations[m * ROUTES + r];
+        for method in Method::ALL {
+            for route in Route::ALL {
+                let h = &self.durations[histogram_index(method, route)];
                 let counts: Vec<u64> =
                     h.buckets[..=self.bounds.len()].iter().map(|b| b.load(Ordering::Relaxed)).collect();
                 let total: u64 = counts.iter().sum();
-                let always = *route == Route::Work && *method == Method::Get;
+                let always = route == Route::Work && method == Method::Get;
                 if total == 0 && !always {
                     continue;
                 }
