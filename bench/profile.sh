@@ -49,14 +49,7 @@ esac
 
 OUT="$ROOT/bench/results/profile-$(date -u +%Y%m%dT%H%M%SZ)-$WHICH-$MODE-$TOOL"
 mkdir -p "$OUT"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+kill_tracked_on_exit
 
 PORT=$(free_port)
 # SHUTDOWN_DELAY_MS/DRAIN_TIMEOUT_MS make sre-mini exit promptly on SIGTERM (callgrind writes its data then).
@@ -68,7 +61,7 @@ else
   "${SRV_ENV[@]}" taskset -c 0 "$BIN" >/dev/null 2>"$OUT/server.log" &
 fi
 SRV=$!
-PIDS+=("$SRV")
+TRACKED_PIDS+=("$SRV")
 python3 "$ROOT/bench/tools/benchlib.py" wait-ready "$PORT" /readyz 30 >/dev/null || die "server not ready"
 
 if [ "$TOOL" = perf ]; then
@@ -76,7 +69,7 @@ if [ "$TOOL" = perf ]; then
   timeout $((DURATION + 30)) taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${HDR[@]}" \
     "http://127.0.0.1:$PORT/healthz" >"$OUT/wrk.txt" 2>&1 &
   WRK=$!
-  PIDS+=("$WRK")
+  TRACKED_PIDS+=("$WRK")
   sleep 0.5
   # Syscalls and context switches per request, from the raw_syscalls tracepoint, over a 1 s window.
   perf stat -e raw_syscalls:sys_enter -e context-switches -p "$SRV" -x, -o "$OUT/perf-stat.csv" -- sleep 1 \

@@ -51,14 +51,7 @@ need_apt python3 python3
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (server pinned to CPU 0, wrk to CPU 1)"
 
 # ------------------------------------------------------------------ processes: tracked, killed on exit
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+kill_tracked_on_exit
 
 # ------------------------------------------------------------------ build
 if [ "$SKIP_BUILD" != 1 ]; then
@@ -117,7 +110,7 @@ start_server() {
     PORT=$SRV_PORT "${RUN[@]}" "$bin" >/dev/null 2>>"$ERRLOG" &
   fi
   SRV_PID=$!
-  PIDS+=("$SRV_PID")
+  TRACKED_PIDS+=("$SRV_PID")
   "${PY[@]}" wait-ready "$SRV_PORT" /readyz 10 >/dev/null || die "$bin did not become ready on port $SRV_PORT"
 }
 stop_server() {

@@ -101,3 +101,16 @@ release_binary() {
   [ -x "$bin" ] || die "no executable sre-mini binary at $bin"
   echo "$bin"
 }
+
+# Background processes a script starts and must not leave behind: add each pid to TRACKED_PIDS, then call
+# kill_tracked_on_exit once; on exit (or INT/TERM) every tracked process is killed and reaped.
+TRACKED_PIDS=()
+kill_tracked() {
+  local p
+  for p in "${TRACKED_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${TRACKED_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+kill_tracked_on_exit() {
+  trap kill_tracked EXIT
+  trap 'exit 130' INT TERM
+}
