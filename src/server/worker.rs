@@ -545,7 +545,7 @@ impl Worker {
                     State::Head { started } => {
                         metrics.limit_rejected(LimitReason::HeaderTimeout);
                         let req = Pending::rejected(*started, conn.unread_input());
-                        self.ctx.reject(conn, req, 408, "request head not received in time\n", now);
+                        self.ctx.reject(conn, req, Response::text(408, "request head not received in time\n"), now);
                     }
                     State::Body { .. } => {
                         metrics.limit_rejected(LimitReason::BodyTimeout);
@@ -554,9 +554,7 @@ impl Worker {
                         else {
                             continue;
                         };
-                        conn.closing = true;
-                        conn.linger_on_close = true;
-                        self.ctx.finish(conn, *req, Response::text(408, "request body not received in time\n"), now);
+                        self.ctx.reject(conn, *req, Response::text(408, "request body not received in time\n"), now);
                     }
                     State::Working { .. } => {}
                     State::Lingering { .. } => conn.dead = true,
@@ -749,10 +747,8 @@ impl Ctx {
                             } else {
                                 m.parse_error(reason);
                             }
-                            conn.closing = true;
-                            conn.linger_on_close = true;
                             let resp = Response::owned(status, response::TEXT, format!("{message}\n").into_bytes());
-                            self.finish(conn, *req, resp, now);
+                            self.reject(conn, *req, resp, now);
                         }
                     }
                 }
@@ -786,8 +782,8 @@ impl Ctx {
                             }
                             m.parse_error(e.reason());
                             let req = Pending::rejected(started, conn.unread_input());
-                            let message = format!("{e}\n");
-                            self.reject_owned(conn, req, e.status(), message, now);
+                            let resp = Response::owned(e.status(), response::TEXT, format!("{e}\n").into_bytes());
+                            self.reject(conn, req, resp, now);
                             break;
                         }
                         Ok(Parsed::Complete { head, head_len }) => {
@@ -801,9 +797,7 @@ impl Ctx {
                                 Framing::None | Framing::ContentLength(0) => self.dispatch(conn, slot, req, now),
                                 Framing::ContentLength(n) if n > self.app.config.max_body_bytes => {
                                     self.app.metrics.limit_rejected(LimitReason::BodyTooLarge);
-                                    conn.closing = true;
-                                    conn.linger_on_close = true;
-                                    self.finish(conn, req, Response::text(413, "request body too large\n"), now);
+                                    self.reject(conn, req, Response::text(413, "request body too large\n"), now);
                                 }
                                 Framing::ContentLength(n) => {
                                     self.send_continue(conn, expect_continue);
@@ -924,19 +918,11 @@ impl Ctx {
         }
     }
 
-    /// An error answer that ends the connection.
-    fn reject(&mut self, conn: &mut Conn, req: Pending, status: u16, body: &'static str, now: Instant) {
+    /// An error answer that ends the connection, after reading out what the client still sends.
+    fn reject(&mut self, conn: &mut Conn, req: Pending, resp: Response, now: Instant) {
         conn.closing = true;
         conn.linger_on_close = true;
-        conn.state = State::Idle { since: now, fresh: false };
-        self.finish(conn, req, Response::text(status, body), now);
-    }
-
-    fn reject_owned(&mut self, conn: &mut Conn, req: Pending, status: u16, body: String, now: Instant) {
-        conn.closing = true;
-        conn.linger_on_close = true;
-        conn.state = State::Idle { since: now, fresh: false };
-        self.finish(conn, req, Response::owned(status, response::TEXT, body.into_bytes()), now);
+        self.finish(conn, req, resp, now);
     }
 
     /// Queues the answer, counts it, logs it, and decides whether the connection goes on.
