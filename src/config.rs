@@ -20,6 +20,8 @@ pub const DEFAULT_WORK_DELAY_MS: u64 = 2_000;
 pub const DEFAULT_SHUTDOWN_DELAY_MS: u64 = 5_000;
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 8_000;
 pub const DEFAULT_WORK_MAX_CONCURRENT: usize = 512;
+/// Two seconds of CPU: under the 500m limit, the last admitted request waits at most 4 s for its turn.
+pub const DEFAULT_WORK_CPU_BACKLOG_MS: u64 = 2_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
 pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u64 = 10_000;
 /// RFC 9112 §3 asks for at least 8,000 octets; we take twice that before answering 414.
@@ -63,6 +65,12 @@ pub const VARS: &[VarSpec] = &[
         default: "512",
         accepts: "1..=4096",
         help: "/work bulkhead: concurrent /work requests before 503",
+    },
+    VarSpec {
+        name: "WORK_CPU_BACKLOG_MS",
+        default: "2000",
+        accepts: "1000..=600000",
+        help: "/work CPU time admitted and not yet burned before 503 (at least one cpu_ms=1000 request)",
     },
     VarSpec {
         name: "MAX_CONNECTIONS",
@@ -141,6 +149,7 @@ pub struct Config {
     pub drills: bool,
     pub workers: usize,
     pub work_max_concurrent: usize,
+    pub work_cpu_backlog: Duration,
     pub max_connections: usize,
     pub max_requests_per_connection: u64,
     pub max_request_line_bytes: usize,
@@ -214,6 +223,7 @@ impl Config {
             drills,
             workers: int("WORKERS", default_workers, 1, MAX_WORKERS as u64)? as usize,
             work_max_concurrent: int("WORK_MAX_CONCURRENT", DEFAULT_WORK_MAX_CONCURRENT as u64, 1, 4_096)? as usize,
+            work_cpu_backlog: ms("WORK_CPU_BACKLOG_MS", DEFAULT_WORK_CPU_BACKLOG_MS, 1_000, 600_000)?,
             max_connections: int("MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS as u64, 1, 1_000_000)? as usize,
             max_requests_per_connection: int(
                 "MAX_REQUESTS_PER_CONNECTION",
@@ -243,7 +253,7 @@ impl Config {
         format!(
             concat!(
                 "{{\"port\":{},\"work_delay_ms\":{},\"shutdown_delay_ms\":{},\"drain_timeout_ms\":{},\"drills\":{},",
-                "\"workers\":{},\"work_max_concurrent\":{},\"max_connections\":{},\"max_requests_per_connection\":{},",
+                "\"workers\":{},\"work_max_concurrent\":{},\"work_cpu_backlog_ms\":{},\"max_connections\":{},\"max_requests_per_connection\":{},",
                 "\"max_request_line_bytes\":{},\"max_header_bytes\":{},\"max_header_fields\":{},\"max_body_bytes\":{},",
                 "\"header_timeout_ms\":{},\"body_timeout_ms\":{},\"idle_timeout_ms\":{},\"write_timeout_ms\":{},\"listen_backlog\":{}}}"
             ),
@@ -254,6 +264,7 @@ impl Config {
             self.drills,
             self.workers,
             self.work_max_concurrent,
+            self.work_cpu_backlog.as_millis(),
             self.max_connections,
             self.max_requests_per_connection,
             self.max_request_line_bytes,
@@ -344,6 +355,7 @@ mod tests {
             ("DRILLS", "ON"),
             ("WORKERS", "0"),
             ("WORK_MAX_CONCURRENT", "0"),
+            ("WORK_CPU_BACKLOG_MS", "999"),
             ("HEADER_TIMEOUT_MS", "30001"),
             ("MAX_REQUEST_LINE_BYTES", "7999"),
             ("IDLE_TIMEOUT_MS", "99999999999999999999999"),

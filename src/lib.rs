@@ -4,6 +4,7 @@
 //! to the shutdown sequence. See ARCHITECTURE.md for the map of modules and threads.
 
 pub mod ascii;
+pub mod cgroup;
 pub mod clock;
 pub mod config;
 pub mod http;
@@ -25,7 +26,7 @@ use config::Config;
 use metrics::Metrics;
 use process::ProcessInfo;
 use server::Server;
-use server::bulkhead::Bulkhead;
+use server::bulkhead::{Bulkhead, IDLE_THREAD_RETIRE, WorkLimits};
 use state::{AppState, Phase};
 
 /// Everything the workers share: configuration, state, metrics and the /work bulkhead.
@@ -34,16 +35,27 @@ pub struct App {
     pub state: AppState,
     pub metrics: Metrics,
     pub process: ProcessInfo,
+    /// The CPU cgroup the process runs in, when there is one: its quota sizes the CPU gate, its counters are
+    /// exported.
+    pub cpu_cgroup: Option<cgroup::CpuCgroup>,
     pub bulkhead: Bulkhead,
 }
 
 impl App {
     pub fn new(config: Config) -> App {
+        let cpu_cgroup = cgroup::CpuCgroup::discover();
+        let limits = WorkLimits {
+            max_concurrent: config.work_max_concurrent,
+            cpu_slots: cgroup::usable_cpus(cpu_cgroup.as_ref().and_then(cgroup::CpuCgroup::quota)),
+            cpu_backlog: config.work_cpu_backlog,
+            idle_retire: IDLE_THREAD_RETIRE,
+        };
         App {
             metrics: Metrics::new(config.work_delay),
-            bulkhead: Bulkhead::new(config.work_max_concurrent),
+            bulkhead: Bulkhead::new(limits),
             state: AppState::default(),
             process: ProcessInfo::new(),
+            cpu_cgroup,
             config,
         }
     }
@@ -119,7 +131,7 @@ fn serve() -> ExitCode {
     };
     app.state.advance(Phase::Serving);
     log::event("info", "ready", |l| {
-        l.str("addr", &server.addr.to_string());
+        l.str("addr", &server.addr.to_string()).num("work_cpu_slots", app.bulkhead.limits().cpu_slots);
     });
     shutdown::wait_and_drain(app, server, signals)
 }

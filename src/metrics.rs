@@ -7,11 +7,13 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::cgroup::CpuStat;
 use crate::http::chunked::ChunkedError;
 use crate::http::parser::ParseError;
 use crate::log;
 use crate::process::ProcessInfo;
 use crate::router::{Method, Route};
+use crate::server::bulkhead::{Refused, WorkLimits, WorkStats};
 use crate::state::AppState;
 
 /// The exact Content-Type Prometheus 3 expects for this format.
@@ -36,10 +38,11 @@ pub enum LimitReason {
     HeaderTimeout,
     BodyTimeout,
     WriteTimeout,
+    WorkCpuBacklog,
 }
 
 impl LimitReason {
-    pub const ALL: [LimitReason; 8] = [
+    pub const ALL: [LimitReason; 9] = [
         LimitReason::ConnectionCap,
         LimitReason::RequestLineTooLong,
         LimitReason::HeaderTooLarge,
@@ -48,6 +51,7 @@ impl LimitReason {
         LimitReason::HeaderTimeout,
         LimitReason::BodyTimeout,
         LimitReason::WriteTimeout,
+        LimitReason::WorkCpuBacklog,
     ];
 
     pub fn label(self) -> &'static str {
@@ -60,6 +64,7 @@ impl LimitReason {
             LimitReason::HeaderTimeout => "header_timeout",
             LimitReason::BodyTimeout => "body_timeout",
             LimitReason::WriteTimeout => "write_timeout",
+            LimitReason::WorkCpuBacklog => "work_cpu_backlog",
         }
     }
 }
@@ -89,6 +94,7 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     pub connections_accepted: AtomicU64,
     pub panics: AtomicU64,
+    pub drain_abandoned: AtomicU64,
     build_labels: String,
     last_render_len: AtomicUsize,
 }
@@ -134,6 +140,7 @@ impl Metrics {
             bounds_nanos,
             in_flight: AtomicI64::new(0),
             work_rejections: AtomicU64::new(0),
+            drain_abandoned: AtomicU64::new(0),
             limit_rejections: std::array::from_fn(|_| AtomicU64::new(0)),
             parse_errors: parse_reasons.iter().map(|_| AtomicU64::new(0)).collect(),
             parse_reasons,
@@ -161,6 +168,71 @@ impl Metrics {
         let slot = self.bounds_nanos.iter().position(|&b| nanos <= b).unwrap_or(self.bounds_nanos.len());
         h.buckets[slot].fetch_add(1, Ordering::Relaxed);
         h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// A /work request the bulkhead refused: a full bulkhead has its own counter, a full CPU backlog is a limit.
+    pub fn work_refused(&self, why: Refused) {
+        match why {
+            Refused::Full => self.work_rejections.fetch_add(1, Ordering::Relaxed),
+            Refused::CpuBacklog => {
+                self.limit_rejections[LimitReason::WorkCpuBacklog as usize].fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+
+    /// The /work pool and the CPU cgroup, rendered after [`Metrics::render`] in the same scrape.
+    pub fn render_runtime(&self, work: WorkStats, limits: WorkLimits, cpu: Option<CpuStat>, out: &mut String) {
+        gauge(out, "sremini_work_active", "/work requests admitted and not yet answered.", work.active as f64);
+        gauge(
+            out,
+            "sremini_work_max_concurrent",
+            "/work bulkhead size (WORK_MAX_CONCURRENT).",
+            limits.max_concurrent as f64,
+        );
+        gauge(
+            out,
+            "sremini_work_cpu_slots",
+            "/work requests that may burn CPU at once: usable CPUs, cgroup quota rounded up.",
+            limits.cpu_slots as f64,
+        );
+        gauge(
+            out,
+            "sremini_work_cpu_backlog_seconds",
+            "CPU time admitted to /work and not yet burned.",
+            work.cpu_backlog.as_secs_f64(),
+        );
+        gauge(out, "sremini_work_threads", "/work pool threads alive.", work.threads as f64);
+        counter(
+            out,
+            "sremini_work_threads_started_total",
+            "/work pool threads started; flat while bursts reuse them.",
+            work.threads_started,
+        );
+        counter(
+            out,
+            "sremini_drain_abandoned_total",
+            "Requests still unanswered when the drain timeout ran out.",
+            self.drain_abandoned.load(Ordering::Relaxed),
+        );
+        let cpu = cpu.unwrap_or_default();
+        counter(
+            out,
+            "sremini_cpu_cfs_periods_total",
+            "CFS enforcement periods of the process's CPU cgroup (0 without a CPU limit).",
+            cpu.periods,
+        );
+        counter(
+            out,
+            "sremini_cpu_cfs_throttled_periods_total",
+            "CFS periods in which the process's CPU cgroup was throttled.",
+            cpu.throttled_periods,
+        );
+        counter_f(
+            out,
+            "sremini_cpu_cfs_throttled_seconds_total",
+            "Time the process's CPU cgroup spent throttled.",
+            cpu.throttled.as_secs_f64(),
+        );
     }
 
     pub fn limit_rejected(&self, reason: LimitReason) {

@@ -182,6 +182,8 @@ pub fn handle(app: &App, method: Method, route: Route, query: Option<&str>) -> A
         Route::Metrics => {
             let mut body = String::new();
             app.metrics.render(state, &app.process, &mut body);
+            let cpu = app.cpu_cgroup.as_ref().and_then(crate::cgroup::CpuCgroup::stat);
+            app.metrics.render_runtime(app.bulkhead.stats(), app.bulkhead.limits(), cpu, &mut body);
             respond(Response::owned(200, METRICS_CONTENT_TYPE, body.into_bytes()))
         }
         Route::Work => match query_param(query, "cpu_ms") {

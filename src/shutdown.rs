@@ -70,6 +70,8 @@ pub fn wait_and_drain(app: Arc<App>, server: Server, mut signals: Signals) -> Ex
     let abandoned_connections = app.metrics.connections_open.load(Ordering::Relaxed).max(0);
     // Connections that never sent a byte are not requests: only unanswered requests make the exit non-zero.
     let clean = abandoned_requests == 0;
+    // Counted before the last log line, so a scrape racing the exit and the log both see the same figure.
+    app.metrics.drain_abandoned.fetch_add(abandoned_requests as u64, Ordering::Relaxed);
     log::event(if clean { "info" } else { "error" }, "stopped", |l| {
         l.num("drained", drained)
             .num("abandoned_requests", abandoned_requests)

@@ -890,16 +890,16 @@ impl Ctx {
                         let _ = done_tx.send(WorkDone { slot, generation, outcome });
                         waker.wake();
                     });
-                if started {
-                    conn.state = State::Working { req: Box::new(req) };
-                } else {
-                    app.metrics.work_rejections.fetch_add(1, Ordering::Relaxed);
+                if let Err(refused) = started {
+                    app.metrics.work_refused(refused);
                     self.finish(
                         conn,
                         req,
                         Response::text(503, "/work is at capacity, retry shortly\n").retry_after(1),
                         now,
                     );
+                } else {
+                    conn.state = State::Working { req: Box::new(req) };
                 }
             }
             Ok(Action::Panic) => {
