@@ -26,7 +26,7 @@ const ROUTES: [&str; 10] = [
     "/panic",
     "unmatched",
 ];
-const LIMIT_REASONS: [&str; 8] = [
+const LIMIT_REASONS: [&str; 9] = [
     "connection_cap",
     "request_line_too_long",
     "header_too_large",
@@ -35,9 +35,10 @@ const LIMIT_REASONS: [&str; 8] = [
     "header_timeout",
     "body_timeout",
     "write_timeout",
+    "work_cpu_backlog",
 ];
 /// The contract's families and their types (docs/metrics.md lists their meaning).
-const FAMILIES: [(&str, &str); 21] = [
+const FAMILIES: [(&str, &str); 31] = [
     ("http_requests_total", "counter"),
     ("http_request_duration_seconds", "histogram"),
     ("http_requests_in_flight", "gauge"),
@@ -59,6 +60,16 @@ const FAMILIES: [(&str, &str); 21] = [
     ("process_max_fds", "gauge"),
     ("process_start_time_seconds", "gauge"),
     ("process_threads", "gauge"),
+    ("sremini_work_active", "gauge"),
+    ("sremini_work_max_concurrent", "gauge"),
+    ("sremini_work_cpu_slots", "gauge"),
+    ("sremini_work_cpu_backlog_seconds", "gauge"),
+    ("sremini_work_threads", "gauge"),
+    ("sremini_work_threads_started_total", "counter"),
+    ("sremini_drain_abandoned_total", "counter"),
+    ("sremini_cpu_cfs_periods_total", "counter"),
+    ("sremini_cpu_cfs_throttled_periods_total", "counter"),
+    ("sremini_cpu_cfs_throttled_seconds_total", "counter"),
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -644,6 +655,41 @@ fn every_response_is_counted_exactly_once() {
     let e = scrape(&s);
     check_histograms(&e);
     assert!(e.get("sremini_connections_accepted_total") > (N * cases.len()) as f64);
+}
+
+#[test]
+fn cpu_backlog_rejections_are_a_limit_and_the_pool_reports_itself() {
+    // One request owing 1 s of CPU fills a 1 s backlog; the next CPU request is refused, sleep-only /work is not.
+    let s = Server::start(&[("WORK_CPU_BACKLOG_MS", "1000"), ("WORK_DELAY_MS", "200")]);
+    let e = scrape(&s);
+    assert_eq!(e.get("sremini_work_max_concurrent"), 512.0);
+    assert!(e.get("sremini_work_cpu_slots") >= 1.0);
+    assert_eq!(e.get("sremini_work_active"), 0.0);
+    assert_eq!(e.get("sremini_work_threads_started_total"), 0.0, "no /work thread before the first /work");
+    let mut hold = s.connect();
+    hold.write_all(b"GET /work?cpu_ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while scrape(&s).get("sremini_work_active") < 1.0 {
+        assert!(Instant::now() < deadline, "the held /work request was never admitted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let refused = try_request(&s, b"GET /work?cpu_ms=1 HTTP/1.1\r\nHost: t\r\n\r\n").expect("a 503");
+    assert_eq!(refused.status, 503);
+    assert!(refused.header("retry-after").is_some(), "a CPU-backlog 503 carries Retry-After");
+    let plain = try_request(&s, b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n").expect("sleep-only /work");
+    assert_eq!(plain.status, 200, "sleep-only /work owes no CPU and is admitted");
+    let e = scrape(&s);
+    assert_eq!(e.get(&reason_series("sremini_limit_rejections_total", "work_cpu_backlog")), 1.0);
+    assert_eq!(e.get("sremini_work_rejections_total"), 0.0, "the slots were never full");
+    hold.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(read_response(&mut hold, false).expect("held /work answers").status, 200);
+    let e = scrape(&s);
+    assert_eq!(e.get("sremini_work_active"), 0.0);
+    assert_eq!(e.get("sremini_work_cpu_backlog_seconds"), 0.0);
+    let started = e.get("sremini_work_threads_started_total");
+    assert!((1.0..=2.0).contains(&started), "two /work requests, {started} threads started");
+    assert!(e.get("sremini_work_threads") <= started);
+    assert_eq!(e.get("sremini_drain_abandoned_total"), 0.0);
 }
 
 #[test]
