@@ -8,7 +8,7 @@
 # the digest decides which bytes are used. The builder digest also pins the exact Rust toolchain (1.95). To update:
 #   docker buildx imagetools inspect rust:1.95-slim-bookworm                  (or: crane digest <image:tag>)
 #   docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot
-# and change tag and digest together in one reviewed commit (README.md, "The container image").
+# and change tag and digest together in one reviewed commit (docs/kubernetes.md, "The container image").
 
 # ---- build: static binary ---------------------------------------------------------------------------------------
 FROM rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
