@@ -275,12 +275,11 @@ class ProbeResult:
         return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def _probe_loop(port, path, period_s, timeout_s, duration_s, conn):
+def _probe_loop(port, path, period_s, timeout_s, stop, conn):
     # A process of its own, so the load generator's GIL never delays a probe.
     latencies, failures = [], []
-    start = time.monotonic()
-    next_at = start
-    while time.monotonic() - start < duration_s:
+    next_at = time.monotonic()
+    while not stop.is_set():
         t0 = time.monotonic()
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
@@ -297,26 +296,28 @@ def _probe_loop(port, path, period_s, timeout_s, duration_s, conn):
         except OSError as e:
             failures.append(f"{type(e).__name__} after {(time.monotonic() - t0) * 1000:.0f} ms: {e}")
         next_at += period_s
-        time.sleep(max(0.0, next_at - time.monotonic()))
+        stop.wait(max(0.0, next_at - time.monotonic()))
     conn.send((latencies, failures))
     conn.close()
 
 
 class Prober:
-    """Sends one probe kind at a period for a duration, in its own process. `period_s` defaults to the probe's."""
+    """Sends one probe kind at its period (or `period_s`) until stopped, in its own process, with its timeout."""
 
-    def __init__(self, pod: Pod, kind: str, duration_s: float, period_s: float | None = None, label: str = ""):
+    def __init__(self, pod: Pod, kind: str, period_s: float | None = None, label: str = ""):
         p = pod.spec.probe(kind)
         self.kind = label or kind
         self.path, self.timeout_s = p.path, p.timeout_s
-        period = p.period_s if period_s is None else period_s
+        self.period_s = p.period_s if period_s is None else period_s
+        self._stop = multiprocessing.Event()
         self._rx, tx = multiprocessing.Pipe(duplex=False)
         self._proc = multiprocessing.Process(
-            target=_probe_loop, args=(pod.port, p.path, period, p.timeout_s, duration_s, tx), daemon=True
+            target=_probe_loop, args=(pod.port, p.path, self.period_s, p.timeout_s, self._stop, tx), daemon=True
         )
         self._proc.start()
 
     def result(self) -> ProbeResult:
+        self._stop.set()
         latencies, failures = self._rx.recv()
         self._proc.join()
         return ProbeResult(self.kind, self.path, self.timeout_s, latencies, failures)

@@ -1,0 +1,96 @@
+"""A small asyncio HTTP/1.1 client for drills: many concurrent requests from one thread, each result classified.
+
+It reads exactly what sre-mini sends (a status line, fields, a Content-Length body) and treats anything else, a
+reset, an early EOF or a timeout, as a failure with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+import time
+
+
+@dataclasses.dataclass
+class Result:
+    status: int  # 0 when no complete response arrived
+    seconds: float
+    headers: dict[str, str]
+    error: str | None = None
+
+    @property
+    def retry_after_valid(self) -> bool:
+        """RFC 9110 10.2.3: delay-seconds (1*DIGIT) or an HTTP-date."""
+        v = self.headers.get("retry-after")
+        if v is None:
+            return False
+        if v.isascii() and v.isdigit():
+            return True
+        try:
+            return email.utils.parsedate_to_datetime(v) is not None
+        except (TypeError, ValueError):
+            return False
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    status_line = await reader.readuntil(b"\r\n")
+    parts = status_line.decode("latin-1").split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+        raise ValueError(f"bad status line {status_line!r}")
+    status = int(parts[1])
+    headers = {}
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        if line == b"\r\n":
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+class Connection:
+    """One keep-alive connection; reconnects when the server closes it (as a pooled client would)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1"):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def _ensure(self, timeout_s: float) -> None:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), timeout_s
+            )
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def get(self, path: str, timeout_s: float = 30.0) -> Result:
+        t0 = time.monotonic()
+        try:
+            await self._ensure(timeout_s)
+            self.writer.write(f"GET {path} HTTP/1.1\r\nHost: drill\r\n\r\n".encode())
+            await self.writer.drain()
+            status, headers, _ = await asyncio.wait_for(_read_response(self.reader), timeout_s)
+            if headers.get("connection", "").lower() == "close":
+                self.close()
+            return Result(status, time.monotonic() - t0, headers)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
+            self.close()
+            return Result(0, time.monotonic() - t0, {}, f"{type(e).__name__}: {e}")
+
+
+async def get_once(port: int, path: str, timeout_s: float = 30.0) -> Result:
+    c = Connection(port)
+    try:
+        return await c.get(path, timeout_s)
+    finally:
+        c.close()
+
+
+async def burst(port: int, path: str, n: int, timeout_s: float = 60.0) -> list[Result]:
+    """n requests at once, each on its own fresh connection."""
+    return await asyncio.gather(*(get_once(port, path, timeout_s) for _ in range(n)))
