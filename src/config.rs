@@ -7,7 +7,8 @@ use std::fmt;
 use std::time::Duration;
 
 /// One environment variable the binary reads: name, default, accepted values, and what it controls.
-/// The table drives `--help`, the README and the manifest consistency check, so it is the single source.
+/// Generated from the table below, which drives parsing, `--help`, the README table test and the manifest
+/// consistency check, so it is the single source.
 pub struct VarSpec {
     pub name: &'static str,
     pub default: &'static str,
@@ -15,153 +16,150 @@ pub struct VarSpec {
     pub help: &'static str,
 }
 
-pub const DEFAULT_PORT: u16 = 8080;
-pub const DEFAULT_WORK_DELAY_MS: u64 = 2_000;
-pub const DEFAULT_SHUTDOWN_DELAY_MS: u64 = 5_000;
-pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 8_000;
-pub const DEFAULT_WORK_MAX_CONCURRENT: usize = 512;
-/// Two seconds of CPU: under the 500m limit, the last admitted request waits at most 4 s for its turn.
-pub const DEFAULT_WORK_CPU_BACKLOG_MS: u64 = 2_000;
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
-pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u64 = 10_000;
-/// RFC 9112 §3 asks for at least 8,000 octets; we take twice that before answering 414.
-pub const DEFAULT_MAX_REQUEST_LINE_BYTES: usize = 16_384;
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 32_768;
-pub const DEFAULT_MAX_HEADER_FIELDS: usize = 100;
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 1_048_576;
-pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
-pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
-/// Longer than Traefik's 90 s backend idle timeout, so the proxy, not us, closes idle connections.
-pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 120_000;
-pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
-/// std's `TcpListener::bind` uses 128; a burst of connects must not overflow the accept queue.
-pub const DEFAULT_LISTEN_BACKLOG: u32 = 1_024;
-pub const MAX_WORKERS: usize = 64;
+/// Defines the configuration from rows `field: Type = "NAME", kind default [in min..=max], "help";` where kind
+/// is `int` (a plain decimal in the range), `ms` (milliseconds in the range, as a `Duration`) or `switch`
+/// (`on` or `off`). It generates [`Config`], [`Config::DEFAULT`], [`VARS`], the parser and the JSON form.
+/// Write numbers without `_`: the row's own text is what `--help` and the README show.
+macro_rules! config_table {
+    ( $(
+        $(#[$doc:meta])*
+        $field:ident : $ty:ty = $name:literal, $kind:ident $default:tt $(in $min:literal ..= $max:literal)?, $help:literal;
+    )+ ) => {
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Config {
+            $( $(#[$doc])* pub $field: $ty, )+
+        }
 
-pub const VARS: &[VarSpec] = &[
-    VarSpec { name: "PORT", default: "8080", accepts: "0..=65535", help: "TCP port on 0.0.0.0 (0 = any free port)" },
-    VarSpec { name: "WORK_DELAY_MS", default: "2000", accepts: "0..=60000", help: "how long /work sleeps" },
-    VarSpec {
-        name: "SHUTDOWN_DELAY_MS",
-        default: "5000",
-        accepts: "0..=60000",
-        help: "serving time after SIGTERM, unready, before the listener closes",
-    },
-    VarSpec {
-        name: "DRAIN_TIMEOUT_MS",
-        default: "8000",
-        accepts: "0..=300000",
-        help: "wait for in-flight requests after the listener closes",
-    },
-    VarSpec { name: "DRILLS", default: "on", accepts: "`on` or `off`", help: "serve /fail/*, /recover/* and /panic" },
-    VarSpec {
-        name: "WORKERS",
-        default: "1",
-        accepts: "1..=64",
-        help: "event-loop threads that parse and answer requests",
-    },
-    VarSpec {
-        name: "WORK_MAX_CONCURRENT",
-        default: "512",
-        accepts: "1..=4096",
-        help: "/work bulkhead: concurrent /work requests before 503",
-    },
-    VarSpec {
-        name: "WORK_CPU_BACKLOG_MS",
-        default: "2000",
-        accepts: "1000..=600000",
-        help: "/work CPU time admitted and not yet burned before 503 (at least one cpu_ms=1000 request)",
-    },
-    VarSpec {
-        name: "MAX_CONNECTIONS",
-        default: "4096",
-        accepts: "1..=1000000",
-        help: "open connections before new ones get 503 and close",
-    },
-    VarSpec {
-        name: "MAX_REQUESTS_PER_CONNECTION",
-        default: "10000",
-        accepts: "1..=100000000",
-        help: "requests on one connection before it is closed",
-    },
-    VarSpec {
-        name: "MAX_REQUEST_LINE_BYTES",
-        default: "16384",
-        accepts: "8000..=1048576",
-        help: "request line longer than this gets 414",
-    },
-    VarSpec {
-        name: "MAX_HEADER_BYTES",
-        default: "32768",
-        accepts: "1024..=1048576",
-        help: "header section larger than this gets 431",
-    },
-    VarSpec {
-        name: "MAX_HEADER_FIELDS",
-        default: "100",
-        accepts: "1..=10000",
-        help: "more header fields than this gets 431",
-    },
-    VarSpec {
-        name: "MAX_BODY_BYTES",
-        default: "1048576",
-        accepts: "0..=1073741824",
-        help: "request body larger than this gets 413",
-    },
-    VarSpec {
-        name: "HEADER_TIMEOUT_MS",
-        default: "10000",
-        accepts: "100..=30000",
-        help: "a request head must arrive within this, else 408",
-    },
-    VarSpec {
-        name: "BODY_TIMEOUT_MS",
-        default: "30000",
-        accepts: "100..=300000",
-        help: "a request body must arrive within this, else 408",
-    },
-    VarSpec {
-        name: "IDLE_TIMEOUT_MS",
-        default: "120000",
-        accepts: "1000..=3600000",
-        help: "keep-alive connection idle time before we close it",
-    },
-    VarSpec {
-        name: "WRITE_TIMEOUT_MS",
-        default: "10000",
-        accepts: "100..=300000",
-        help: "a response must be taken by the client within this",
-    },
-    VarSpec {
-        name: "LISTEN_BACKLOG",
-        default: "1024",
-        accepts: "1..=65535",
-        help: "kernel accept queue length (capped by net.core.somaxconn)",
-    },
-];
+        pub const VARS: &[VarSpec] = &[
+            $( VarSpec {
+                name: $name,
+                default: config_table!(@default_text $kind $default),
+                accepts: config_table!(@accepts $kind $($min, $max)?),
+                help: $help,
+            }, )+
+        ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub port: u16,
-    pub work_delay: Duration,
-    pub shutdown_delay: Duration,
-    pub drain_timeout: Duration,
-    pub drills: bool,
-    pub workers: usize,
-    pub work_max_concurrent: usize,
-    pub work_cpu_backlog: Duration,
-    pub max_connections: usize,
-    pub max_requests_per_connection: u64,
-    pub max_request_line_bytes: usize,
-    pub max_header_bytes: usize,
-    pub max_header_fields: usize,
-    pub max_body_bytes: u64,
-    pub header_timeout: Duration,
-    pub body_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub write_timeout: Duration,
-    pub listen_backlog: u32,
+        impl Config {
+            /// Every variable at its default: what an empty environment gives.
+            pub const DEFAULT: Config = Config { $( $field: config_table!(@default $kind $ty, $default), )+ };
+
+            /// Reads through `lookup`, so tests need not touch the process environment.
+            pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+                Ok(Config {
+                    $( $field: match lookup($name) {
+                        None => Config::DEFAULT.$field,
+                        Some(raw) => match config_table!(@parse $kind $ty, &raw $(, $min, $max)?) {
+                            Some(v) => v,
+                            None => {
+                                return Err(ConfigError {
+                                    name: $name,
+                                    value: raw,
+                                    accepts: config_table!(@accepts $kind $($min, $max)?),
+                                });
+                            }
+                        },
+                    }, )+
+                })
+            }
+
+            /// The effective configuration as a JSON object, for the `starting` log line: each variable under its
+            /// lower-case name, durations in milliseconds.
+            pub fn to_json(&self) -> String {
+                let mut out = String::from("{");
+                $(
+                    if out.len() > 1 {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    out.push_str(&$name.to_ascii_lowercase());
+                    out.push_str("\":");
+                    out.push_str(&JsonValue::json(&self.$field));
+                )+
+                out.push('}');
+                out
+            }
+        }
+    };
+    (@default_text $kind:ident $default:tt) => { stringify!($default) };
+    (@accepts switch) => { "`on` or `off`" };
+    (@accepts $kind:ident $min:literal, $max:literal) => { concat!(stringify!($min), "..=", stringify!($max)) };
+    (@default switch $ty:ty, on) => { true };
+    (@default switch $ty:ty, off) => { false };
+    (@default int $ty:ty, $default:literal) => { $default };
+    (@default ms $ty:ty, $default:literal) => { Duration::from_millis($default) };
+    (@parse switch $ty:ty, $raw:expr) => {
+        match $raw.as_str() {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        }
+    };
+    (@parse int $ty:ty, $raw:expr, $min:literal, $max:literal) => {
+        parse_decimal($raw).filter(|n| ($min..=$max).contains(n)).and_then(|n| <$ty>::try_from(n).ok())
+    };
+    (@parse ms $ty:ty, $raw:expr, $min:literal, $max:literal) => {
+        parse_decimal($raw).filter(|n| ($min..=$max).contains(n)).map(Duration::from_millis)
+    };
 }
+
+config_table! {
+    port: u16 = "PORT", int 8080 in 0..=65535, "TCP port on 0.0.0.0 (0 = any free port)";
+    work_delay: Duration = "WORK_DELAY_MS", ms 2000 in 0..=60000, "how long /work sleeps";
+    shutdown_delay: Duration = "SHUTDOWN_DELAY_MS", ms 5000 in 0..=60000,
+        "serving time after SIGTERM, unready, before the listener closes";
+    drain_timeout: Duration = "DRAIN_TIMEOUT_MS", ms 8000 in 0..=300000,
+        "wait for in-flight requests after the listener closes";
+    drills: bool = "DRILLS", switch on, "serve /fail/*, /recover/* and /panic";
+    /// One event loop: it only parses, routes and writes (all slow work runs in the bulkhead), and one loop
+    /// served 128k /healthz rps here. A connection stays on its loop, so extra loops that share a CPU with
+    /// anything else add queueing: two loops on this 2-core machine, wrk beside them, gave 88k rps at p99
+    /// 3.6 ms against 128k at 0.5 ms for one. Scale out with replicas; raise WORKERS on dedicated cores.
+    workers: usize = "WORKERS", int 1 in 1..=64, "event-loop threads that parse and answer requests";
+    work_max_concurrent: usize = "WORK_MAX_CONCURRENT", int 512 in 1..=4096,
+        "/work bulkhead: concurrent /work requests before 503";
+    /// Two seconds of CPU: under the 500m limit, the last admitted request waits at most 4 s for its turn.
+    work_cpu_backlog: Duration = "WORK_CPU_BACKLOG_MS", ms 2000 in 1000..=600000,
+        "/work CPU time admitted and not yet burned before 503 (at least one cpu_ms=1000 request)";
+    max_connections: usize = "MAX_CONNECTIONS", int 4096 in 1..=1000000,
+        "open connections before new ones get 503 and close";
+    max_requests_per_connection: u64 = "MAX_REQUESTS_PER_CONNECTION", int 10000 in 1..=100000000,
+        "requests on one connection before it is closed";
+    /// RFC 9112 §3 asks for at least 8,000 octets; we take twice that before answering 414.
+    max_request_line_bytes: usize = "MAX_REQUEST_LINE_BYTES", int 16384 in 8000..=1048576,
+        "request line longer than this gets 414";
+    max_header_bytes: usize = "MAX_HEADER_BYTES", int 32768 in 1024..=1048576,
+        "header section larger than this gets 431";
+    max_header_fields: usize = "MAX_HEADER_FIELDS", int 100 in 1..=10000, "more header fields than this gets 431";
+    max_body_bytes: u64 = "MAX_BODY_BYTES", int 1048576 in 0..=1073741824, "request body larger than this gets 413";
+    header_timeout: Duration = "HEADER_TIMEOUT_MS", ms 10000 in 100..=30000,
+        "a request head must arrive within this, else 408";
+    body_timeout: Duration = "BODY_TIMEOUT_MS", ms 30000 in 100..=300000,
+        "a request body must arrive within this, else 408";
+    /// Longer than Traefik's 90 s backend idle timeout, so the proxy, not us, closes idle connections.
+    idle_timeout: Duration = "IDLE_TIMEOUT_MS", ms 120000 in 1000..=3600000,
+        "keep-alive connection idle time before we close it";
+    write_timeout: Duration = "WRITE_TIMEOUT_MS", ms 10000 in 100..=300000,
+        "a response must be taken by the client within this";
+    /// std's `TcpListener::bind` uses 128; a burst of connects must not overflow the accept queue.
+    listen_backlog: u32 = "LISTEN_BACKLOG", int 1024 in 1..=65535,
+        "kernel accept queue length (capped by net.core.somaxconn)";
+}
+
+/// How one configuration value appears in the `starting` log line.
+trait JsonValue {
+    fn json(&self) -> String;
+}
+
+impl JsonValue for Duration {
+    fn json(&self) -> String {
+        self.as_millis().to_string()
+    }
+}
+
+macro_rules! json_display {
+    ($($ty:ty),+) => { $( impl JsonValue for $ty { fn json(&self) -> String { self.to_string() } } )+ };
+}
+json_display!(u16, u32, u64, usize, bool);
 
 /// A variable whose value is not accepted: rendered as one line naming the variable and what it takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,103 +178,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn spec(name: &str) -> &'static VarSpec {
-    VARS.iter().find(|v| v.name == name).unwrap_or(&VARS[0])
-}
-
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
-    }
-
-    /// Reads through `lookup`, so tests need not touch the process environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let int = |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            match lookup(name) {
-                None => Ok(default),
-                Some(raw) => parse_decimal(&raw).filter(|n| (min..=max).contains(n)).ok_or_else(|| ConfigError {
-                    name,
-                    value: raw,
-                    accepts: spec(name).accepts,
-                }),
-            }
-        };
-        let ms = |name, default, min, max| int(name, default, min, max).map(Duration::from_millis);
-        let drills = match lookup("DRILLS").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(ConfigError { name: "DRILLS", value: other.to_string(), accepts: spec("DRILLS").accepts });
-            }
-        };
-        // One event loop: it only parses, routes and writes (all slow work runs in the bulkhead), and one loop
-        // served 128k /healthz rps here. A connection stays on its loop, so extra loops that share a CPU with
-        // anything else add queueing: two loops on this 2-core machine, wrk beside them, gave 88k rps at p99
-        // 3.6 ms against 128k at 0.5 ms for one. Scale out with replicas; raise WORKERS on dedicated cores.
-        let default_workers = 1;
-        Ok(Config {
-            port: int("PORT", DEFAULT_PORT.into(), 0, 65_535)? as u16,
-            work_delay: ms("WORK_DELAY_MS", DEFAULT_WORK_DELAY_MS, 0, 60_000)?,
-            shutdown_delay: ms("SHUTDOWN_DELAY_MS", DEFAULT_SHUTDOWN_DELAY_MS, 0, 60_000)?,
-            drain_timeout: ms("DRAIN_TIMEOUT_MS", DEFAULT_DRAIN_TIMEOUT_MS, 0, 300_000)?,
-            drills,
-            workers: int("WORKERS", default_workers, 1, MAX_WORKERS as u64)? as usize,
-            work_max_concurrent: int("WORK_MAX_CONCURRENT", DEFAULT_WORK_MAX_CONCURRENT as u64, 1, 4_096)? as usize,
-            work_cpu_backlog: ms("WORK_CPU_BACKLOG_MS", DEFAULT_WORK_CPU_BACKLOG_MS, 1_000, 600_000)?,
-            max_connections: int("MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS as u64, 1, 1_000_000)? as usize,
-            max_requests_per_connection: int(
-                "MAX_REQUESTS_PER_CONNECTION",
-                DEFAULT_MAX_REQUESTS_PER_CONNECTION,
-                1,
-                100_000_000,
-            )?,
-            max_request_line_bytes: int(
-                "MAX_REQUEST_LINE_BYTES",
-                DEFAULT_MAX_REQUEST_LINE_BYTES as u64,
-                8_000,
-                1 << 20,
-            )? as usize,
-            max_header_bytes: int("MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES as u64, 1_024, 1 << 20)? as usize,
-            max_header_fields: int("MAX_HEADER_FIELDS", DEFAULT_MAX_HEADER_FIELDS as u64, 1, 10_000)? as usize,
-            max_body_bytes: int("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 0, 1 << 30)?,
-            header_timeout: ms("HEADER_TIMEOUT_MS", DEFAULT_HEADER_TIMEOUT_MS, 100, 30_000)?,
-            body_timeout: ms("BODY_TIMEOUT_MS", DEFAULT_BODY_TIMEOUT_MS, 100, 300_000)?,
-            idle_timeout: ms("IDLE_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT_MS, 1_000, 3_600_000)?,
-            write_timeout: ms("WRITE_TIMEOUT_MS", DEFAULT_WRITE_TIMEOUT_MS, 100, 300_000)?,
-            listen_backlog: int("LISTEN_BACKLOG", DEFAULT_LISTEN_BACKLOG.into(), 1, 65_535)? as u32,
-        })
-    }
-
-    /// The effective configuration as a JSON object, for the `starting` log line.
-    pub fn to_json(&self) -> String {
-        format!(
-            concat!(
-                "{{\"port\":{},\"work_delay_ms\":{},\"shutdown_delay_ms\":{},\"drain_timeout_ms\":{},\"drills\":{},",
-                "\"workers\":{},\"work_max_concurrent\":{},\"work_cpu_backlog_ms\":{},\"max_connections\":{},\"max_requests_per_connection\":{},",
-                "\"max_request_line_bytes\":{},\"max_header_bytes\":{},\"max_header_fields\":{},\"max_body_bytes\":{},",
-                "\"header_timeout_ms\":{},\"body_timeout_ms\":{},\"idle_timeout_ms\":{},\"write_timeout_ms\":{},\"listen_backlog\":{}}}"
-            ),
-            self.port,
-            self.work_delay.as_millis(),
-            self.shutdown_delay.as_millis(),
-            self.drain_timeout.as_millis(),
-            self.drills,
-            self.workers,
-            self.work_max_concurrent,
-            self.work_cpu_backlog.as_millis(),
-            self.max_connections,
-            self.max_requests_per_connection,
-            self.max_request_line_bytes,
-            self.max_header_bytes,
-            self.max_header_fields,
-            self.max_body_bytes,
-            self.header_timeout.as_millis(),
-            self.body_timeout.as_millis(),
-            self.idle_timeout.as_millis(),
-            self.write_timeout.as_millis(),
-            self.listen_backlog,
-        )
     }
 }
 
@@ -337,6 +242,29 @@ mod tests {
             assert!(with(&[(v.name, v.default)]).is_ok(), "{} default {} must parse", v.name, v.default);
         }
         assert_eq!(c.workers, 1);
+        assert_eq!(c, Config::DEFAULT);
+    }
+
+    #[test]
+    fn every_variable_rejects_just_outside_its_range() {
+        for v in VARS {
+            let Some((min, max)) = v.accepts.split_once("..=") else {
+                assert!(with(&[(v.name, "maybe")]).is_err(), "{}", v.name);
+                continue;
+            };
+            let (min, max): (u64, u64) = (min.parse().unwrap(), max.parse().unwrap());
+            for ok in [min, max] {
+                assert!(with(&[(v.name, &ok.to_string())]).is_ok(), "{} {ok}", v.name);
+            }
+            let mut bad = vec![(max + 1).to_string()];
+            if min > 0 {
+                bad.push((min - 1).to_string());
+            }
+            for b in bad {
+                let err = with(&[(v.name, &b)]).unwrap_err();
+                assert_eq!((err.name, err.accepts), (v.name, v.accepts), "{b}");
+            }
+        }
     }
 
     #[test]

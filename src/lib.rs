@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod labels;
 pub mod log;
 pub mod metrics;
 pub mod probe;
@@ -23,10 +24,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use config::Config;
-use metrics::Metrics;
+use metrics::{Metrics, Scrape, WorkPool, WorkRefusal};
 use process::ProcessInfo;
 use server::Server;
-use server::bulkhead::{Bulkhead, IDLE_THREAD_RETIRE, WorkLimits};
+use server::bulkhead::{Bulkhead, IDLE_THREAD_RETIRE, Refused, WorkLimits};
 use state::{AppState, Phase};
 
 /// Everything the workers share: configuration, state, metrics and the /work bulkhead.
@@ -51,12 +52,46 @@ impl App {
             idle_retire: IDLE_THREAD_RETIRE,
         };
         App {
-            metrics: Metrics::new(config.work_delay),
+            metrics: Metrics::new(config.work_delay, &http::parse_error_reasons()),
             bulkhead: Bulkhead::new(limits),
             state: AppState::default(),
             process: ProcessInfo::new(),
             cpu_cgroup,
             config,
+        }
+    }
+
+    /// Everything a `/metrics` answer shows besides the request counters, read now.
+    pub fn scrape(&self) -> Scrape {
+        Scrape {
+            ready: self.state.is_ready(),
+            shutting_down: self.state.shutting_down(),
+            work_error_ratio: self.state.work_fail_ratio(),
+            log_lines_dropped: log::DROPPED_LINES.load(std::sync::atomic::Ordering::Relaxed),
+            process: self.process.read(),
+            start_time_seconds: self.process.start_time_seconds,
+            work: {
+                let (stats, limits) = (self.bulkhead.stats(), self.bulkhead.limits());
+                WorkPool {
+                    active: stats.active,
+                    max_concurrent: limits.max_concurrent,
+                    cpu_slots: limits.cpu_slots,
+                    cpu_backlog: stats.cpu_backlog,
+                    threads: stats.threads,
+                    threads_started: stats.threads_started,
+                }
+            },
+            cpu_cfs: self.cpu_cgroup.as_ref().and_then(cgroup::CpuCgroup::stat),
+        }
+    }
+}
+
+/// The bulkhead's refusal, as metrics counts it: here, so that metrics need not import the server.
+impl From<Refused> for WorkRefusal {
+    fn from(r: Refused) -> WorkRefusal {
+        match r {
+            Refused::Full => WorkRefusal::Full,
+            Refused::CpuBacklog => WorkRefusal::CpuBacklog,
         }
     }
 }

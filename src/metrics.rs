@@ -1,73 +1,26 @@
 //! Prometheus metrics: lock-free recording on the request path, and the text exposition format 0.0.4.
 //!
-//! Every label set is drawn from small fixed enums (method, route template, status code, reason), so no input
-//! can add a series. Counters are plain atomic arrays indexed by those enums; rendering walks them once.
+//! Every label set is drawn from the fixed tables in [`crate::labels`] (method, route template, status code,
+//! reason), so no input can add a series. Counters are plain atomic arrays indexed by those enums; rendering
+//! walks them once. Everything else a scrape shows arrives as a [`Scrape`] the caller gathers, so this module
+//! reads no other module's state.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::cgroup::CpuStat;
-use crate::http::chunked::ChunkedError;
-use crate::http::parser::ParseError;
-use crate::log;
-use crate::process::ProcessInfo;
-use crate::router::{Method, Route};
-use crate::server::bulkhead::{Refused, WorkLimits, WorkStats};
-use crate::state::AppState;
+pub use crate::labels::LimitReason;
+use crate::labels::{CODES, Method, Route, code_index};
+use crate::process::ProcessStats;
 
 /// The exact Content-Type Prometheus 3 expects for this format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Every status this server sends. Indexes the request counter.
-pub const CODES: [u16; 14] = [200, 400, 404, 405, 408, 409, 413, 414, 417, 431, 500, 501, 503, 505];
 
 /// Fixed histogram boundaries in seconds; they bracket the SLO thresholds (0.1 … 2.5). One more, just above
 /// the configured /work delay, is added at start-up so /work latency is resolved where it actually lands.
 pub const BASE_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const MAX_BUCKETS: usize = BASE_BUCKETS.len() + 1;
-
-/// Why a connection or request was refused by a configured limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitReason {
-    ConnectionCap,
-    RequestLineTooLong,
-    HeaderTooLarge,
-    TooManyFields,
-    BodyTooLarge,
-    HeaderTimeout,
-    BodyTimeout,
-    WriteTimeout,
-    WorkCpuBacklog,
-}
-
-impl LimitReason {
-    pub const ALL: [LimitReason; 9] = [
-        LimitReason::ConnectionCap,
-        LimitReason::RequestLineTooLong,
-        LimitReason::HeaderTooLarge,
-        LimitReason::TooManyFields,
-        LimitReason::BodyTooLarge,
-        LimitReason::HeaderTimeout,
-        LimitReason::BodyTimeout,
-        LimitReason::WriteTimeout,
-        LimitReason::WorkCpuBacklog,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            LimitReason::ConnectionCap => "connection_cap",
-            LimitReason::RequestLineTooLong => "request_line_too_long",
-            LimitReason::HeaderTooLarge => "header_too_large",
-            LimitReason::TooManyFields => "too_many_fields",
-            LimitReason::BodyTooLarge => "body_too_large",
-            LimitReason::HeaderTimeout => "header_timeout",
-            LimitReason::BodyTimeout => "body_timeout",
-            LimitReason::WriteTimeout => "write_timeout",
-            LimitReason::WorkCpuBacklog => "work_cpu_backlog",
-        }
-    }
-}
 
 struct Histogram {
     /// Non-cumulative counts; the last slot is the +Inf overflow. Cumulated at render time.
@@ -110,8 +63,43 @@ fn counter_index(method: Method, route: Route, code_index: usize) -> usize {
     histogram_index(method, route) * CODES.len() + code_index
 }
 
+/// What a scrape shows besides the counters kept here, read by the caller at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scrape {
+    pub ready: bool,
+    pub shutting_down: bool,
+    /// The `/fail/work` drill ratio.
+    pub work_error_ratio: f64,
+    pub log_lines_dropped: u64,
+    /// `None` when /proc could not be read: those `process_*` families are left out rather than faked.
+    pub process: Option<ProcessStats>,
+    pub start_time_seconds: f64,
+    pub work: WorkPool,
+    /// The process's CPU cgroup counters; `None` off Linux or outside a CPU-limited cgroup (rendered as 0).
+    pub cpu_cfs: Option<CpuStat>,
+}
+
+/// The /work bulkhead and its thread pool, as a scrape shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkPool {
+    pub active: usize,
+    pub max_concurrent: usize,
+    pub cpu_slots: usize,
+    pub cpu_backlog: Duration,
+    pub threads: usize,
+    pub threads_started: u64,
+}
+
+/// Why the bulkhead refused a /work request: a full bulkhead has its own counter, a full CPU backlog is a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkRefusal {
+    Full,
+    CpuBacklog,
+}
+
 impl Metrics {
-    pub fn new(work_delay: Duration) -> Metrics {
+    /// `parse_reasons` is the fixed `reason` set of `sremini_parse_errors_total`, every one shown from the start.
+    pub fn new(work_delay: Duration, parse_reasons: &[&'static str]) -> Metrics {
         let mut bounds = BASE_BUCKETS.to_vec();
         // "Just above" the delay: 5% or 50 ms over it, whichever is more, rounded to a millisecond.
         let delay = work_delay.as_secs_f64();
@@ -121,10 +109,7 @@ impl Metrics {
             bounds.sort_by(f64::total_cmp);
         }
         let bounds_nanos = bounds.iter().map(|b| (b * 1e9).round() as u64).collect();
-        let mut parse_reasons: Vec<&'static str> = ParseError::ALL.iter().map(|e| e.reason()).collect();
-        // A chunked body over the cap is a limit (sremini_limit_rejections_total{reason="body_too_large"}), not a
-        // parse error, so its reason never appears here.
-        parse_reasons.extend(ChunkedError::ALL.iter().filter(|e| e.status() != 413).map(|e| e.reason()));
+        let mut parse_reasons = parse_reasons.to_vec();
         parse_reasons.sort_unstable();
         parse_reasons.dedup();
         let build_labels = format!(
@@ -158,7 +143,7 @@ impl Metrics {
 
     /// Counts one response and its duration. Called for every response, early rejections included.
     pub fn observe(&self, method: Method, route: Route, status: u16, elapsed: Duration) {
-        let code_index = CODES.iter().position(|&c| c == status).unwrap_or_else(|| {
+        let code_index = code_index(status).unwrap_or_else(|| {
             debug_assert!(false, "status {status} missing from CODES");
             CODES.len() - 1
         });
@@ -170,69 +155,13 @@ impl Metrics {
         h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// A /work request the bulkhead refused: a full bulkhead has its own counter, a full CPU backlog is a limit.
-    pub fn work_refused(&self, why: Refused) {
-        match why {
-            Refused::Full => self.work_rejections.fetch_add(1, Ordering::Relaxed),
-            Refused::CpuBacklog => {
+    pub fn work_refused(&self, why: impl Into<WorkRefusal>) {
+        match why.into() {
+            WorkRefusal::Full => self.work_rejections.fetch_add(1, Ordering::Relaxed),
+            WorkRefusal::CpuBacklog => {
                 self.limit_rejections[LimitReason::WorkCpuBacklog as usize].fetch_add(1, Ordering::Relaxed)
             }
         };
-    }
-
-    /// The /work pool and the CPU cgroup, rendered after [`Metrics::render`] in the same scrape.
-    pub fn render_runtime(&self, work: WorkStats, limits: WorkLimits, cpu: Option<CpuStat>, out: &mut String) {
-        gauge(out, "sremini_work_active", "/work requests admitted and not yet answered.", work.active as f64);
-        gauge(
-            out,
-            "sremini_work_max_concurrent",
-            "/work bulkhead size (WORK_MAX_CONCURRENT).",
-            limits.max_concurrent as f64,
-        );
-        gauge(
-            out,
-            "sremini_work_cpu_slots",
-            "/work requests that may burn CPU at once: usable CPUs, cgroup quota rounded up.",
-            limits.cpu_slots as f64,
-        );
-        gauge(
-            out,
-            "sremini_work_cpu_backlog_seconds",
-            "CPU time admitted to /work and not yet burned.",
-            work.cpu_backlog.as_secs_f64(),
-        );
-        gauge(out, "sremini_work_threads", "/work pool threads alive.", work.threads as f64);
-        counter(
-            out,
-            "sremini_work_threads_started_total",
-            "/work pool threads started; flat while bursts reuse them.",
-            work.threads_started,
-        );
-        counter(
-            out,
-            "sremini_drain_abandoned_total",
-            "Requests still unanswered when the drain timeout ran out.",
-            self.drain_abandoned.load(Ordering::Relaxed),
-        );
-        let cpu = cpu.unwrap_or_default();
-        counter(
-            out,
-            "sremini_cpu_cfs_periods_total",
-            "CFS enforcement periods of the process's CPU cgroup (0 without a CPU limit).",
-            cpu.periods,
-        );
-        counter(
-            out,
-            "sremini_cpu_cfs_throttled_periods_total",
-            "CFS periods in which the process's CPU cgroup was throttled.",
-            cpu.throttled_periods,
-        );
-        counter_f(
-            out,
-            "sremini_cpu_cfs_throttled_seconds_total",
-            "Time the process's CPU cgroup spent throttled.",
-            cpu.throttled.as_secs_f64(),
-        );
     }
 
     pub fn limit_rejected(&self, reason: LimitReason) {
@@ -247,14 +176,11 @@ impl Metrics {
 
     /// Test hook: the current value of one request counter.
     pub fn requests_total(&self, method: Method, route: Route, status: u16) -> u64 {
-        CODES
-            .iter()
-            .position(|&c| c == status)
-            .map_or(0, |i| self.requests[counter_index(method, route, i)].load(Ordering::Relaxed))
+        code_index(status).map_or(0, |i| self.requests[counter_index(method, route, i)].load(Ordering::Relaxed))
     }
 
     /// Renders every family in the text exposition format 0.0.4.
-    pub fn render(&self, state: &AppState, process: &ProcessInfo, out: &mut String) {
+    pub fn render(&self, scrape: &Scrape, out: &mut String) {
         // A populated scrape is 100-200 KB: size the buffer from the last one instead of growing it step by step.
         out.reserve(self.last_render_len.load(Ordering::Relaxed).max(16 * 1024));
         family(
@@ -325,18 +251,13 @@ impl Metrics {
             "Requests received and not yet answered.",
             self.in_flight.load(Ordering::Relaxed) as f64,
         );
-        gauge(out, "sremini_ready", "1 when /readyz answers 200.", bool_value(state.is_ready()));
-        gauge(
-            out,
-            "sremini_shutting_down",
-            "1 from the first SIGTERM or SIGINT on.",
-            bool_value(state.shutting_down()),
-        );
+        gauge(out, "sremini_ready", "1 when /readyz answers 200.", bool_value(scrape.ready));
+        gauge(out, "sremini_shutting_down", "1 from the first SIGTERM or SIGINT on.", bool_value(scrape.shutting_down));
         gauge(
             out,
             "sremini_work_error_ratio",
             "Fraction of /work requests the /fail/work drill turns into 500.",
-            state.work_fail_ratio(),
+            scrape.work_error_ratio,
         );
         counter(
             out,
@@ -384,12 +305,12 @@ impl Metrics {
             out,
             "sremini_log_lines_dropped_total",
             "Request log lines dropped because stdout could not keep up.",
-            log::DROPPED_LINES.load(Ordering::Relaxed),
+            scrape.log_lines_dropped,
         );
         family(out, "sremini_build_info", "gauge", "Build metadata; the value is always 1.");
         let _ = writeln!(out, "sremini_build_info{{{}}} 1", self.build_labels);
 
-        if let Some(p) = process.read() {
+        if let Some(p) = scrape.process {
             counter_f(
                 out,
                 "process_cpu_seconds_total",
@@ -406,9 +327,68 @@ impl Metrics {
             out,
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
-            process.start_time_seconds,
+            scrape.start_time_seconds,
         );
+        self.render_runtime(scrape, out);
         self.last_render_len.store(out.len() + out.len() / 8, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// The /work pool and the CPU cgroup, after the process families.
+    fn render_runtime(&self, scrape: &Scrape, out: &mut String) {
+        let work = &scrape.work;
+        gauge(out, "sremini_work_active", "/work requests admitted and not yet answered.", work.active as f64);
+        gauge(
+            out,
+            "sremini_work_max_concurrent",
+            "/work bulkhead size (WORK_MAX_CONCURRENT).",
+            work.max_concurrent as f64,
+        );
+        gauge(
+            out,
+            "sremini_work_cpu_slots",
+            "/work requests that may burn CPU at once: usable CPUs, cgroup quota rounded up.",
+            work.cpu_slots as f64,
+        );
+        gauge(
+            out,
+            "sremini_work_cpu_backlog_seconds",
+            "CPU time admitted to /work and not yet burned.",
+            work.cpu_backlog.as_secs_f64(),
+        );
+        gauge(out, "sremini_work_threads", "/work pool threads alive.", work.threads as f64);
+        counter(
+            out,
+            "sremini_work_threads_started_total",
+            "/work pool threads started; flat while bursts reuse them.",
+            work.threads_started,
+        );
+        counter(
+            out,
+            "sremini_drain_abandoned_total",
+            "Requests still unanswered when the drain timeout ran out.",
+            self.drain_abandoned.load(Ordering::Relaxed),
+        );
+        let cpu = scrape.cpu_cfs.unwrap_or_default();
+        counter(
+            out,
+            "sremini_cpu_cfs_periods_total",
+            "CFS enforcement periods of the process's CPU cgroup (0 without a CPU limit).",
+            cpu.periods,
+        );
+        counter(
+            out,
+            "sremini_cpu_cfs_throttled_periods_total",
+            "CFS periods in which the process's CPU cgroup was throttled.",
+            cpu.throttled_periods,
+        );
+        counter_f(
+            out,
+            "sremini_cpu_cfs_throttled_seconds_total",
+            "Time the process's CPU cgroup spent throttled.",
+            cpu.throttled.as_secs_f64(),
+        );
     }
 }
 
@@ -467,22 +447,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_status_the_server_sends_has_a_counter_slot() {
-        // A status missing from CODES would be miscounted in release builds; reason_phrase lists every status sent.
-        for status in 100..600u16 {
-            if crate::http::response::reason_phrase(status) != "Unknown" && status >= 200 {
-                assert!(CODES.contains(&status), "{status} is sent but has no counter slot");
-            }
-        }
-        for e in ParseError::ALL {
-            assert!(CODES.contains(&e.status()), "{e:?}");
-        }
-        for e in ChunkedError::ALL {
-            assert!(CODES.contains(&e.status()), "{e:?}");
-        }
-    }
-
-    #[test]
     fn escaping() {
         assert_eq!(escape_help("a\\b\nc\"d"), "a\\\\b\\nc\"d");
         assert_eq!(escape_label("a\\b\nc\"d"), "a\\\\b\\nc\\\"d");
@@ -504,24 +468,44 @@ mod tests {
 
     #[test]
     fn bucket_just_above_the_work_delay() {
-        assert!(Metrics::new(Duration::from_millis(2000)).bucket_bounds().contains(&2.1));
-        assert!(Metrics::new(Duration::from_millis(50)).bucket_bounds().contains(&0.1));
-        let b = Metrics::new(Duration::from_millis(300)).bucket_bounds().to_vec();
+        assert!(Metrics::new(Duration::from_millis(2000), REASONS).bucket_bounds().contains(&2.1));
+        assert!(Metrics::new(Duration::from_millis(50), REASONS).bucket_bounds().contains(&0.1));
+        let b = Metrics::new(Duration::from_millis(300), REASONS).bucket_bounds().to_vec();
         assert!(b.contains(&0.35) && b.windows(2).all(|w| w[0] < w[1]));
         for slo in [0.1, 0.25, 0.5, 1.0, 2.5] {
             assert!(b.contains(&slo));
         }
     }
 
+    const REASONS: &[&str] = &["missing_host", "bad_target", "missing_host"];
+
     fn render(m: &Metrics) -> String {
+        let process = ProcessStats {
+            cpu_seconds: 0.25,
+            resident_bytes: 1 << 20,
+            virtual_bytes: 1 << 24,
+            threads: 3,
+            open_fds: 9,
+            max_fds: 1024,
+        };
+        let scrape = Scrape {
+            ready: true,
+            shutting_down: false,
+            work_error_ratio: 0.5,
+            log_lines_dropped: 7,
+            process: Some(process),
+            start_time_seconds: 1.7e9,
+            work: WorkPool::default(),
+            cpu_cfs: None,
+        };
         let mut s = String::new();
-        m.render(&AppState::default(), &ProcessInfo::new(), &mut s);
+        m.render(&scrape, &mut s);
         s
     }
 
     #[test]
     fn histogram_is_cumulative_and_inf_equals_count() {
-        let m = Metrics::new(Duration::from_millis(2000));
+        let m = Metrics::new(Duration::from_millis(2000), REASONS);
         for ms in [1, 7, 7, 300, 2050, 2050, 2050, 60_000] {
             m.observe(Method::Get, Route::Work, 200, Duration::from_millis(ms));
         }
@@ -542,10 +526,11 @@ mod tests {
 
     #[test]
     fn families_are_contiguous_with_help_and_type() {
-        let m = Metrics::new(Duration::from_millis(2000));
+        let m = Metrics::new(Duration::from_millis(2000), REASONS);
         m.observe(Method::Other, Route::Unmatched, 404, Duration::from_millis(1));
         m.observe(Method::Get, Route::Healthz, 200, Duration::from_millis(1));
-        m.parse_error(ParseError::ALL[0].reason());
+        m.parse_error("bad_target");
+        m.parse_error("not_a_reason");
         let text = render(&m);
         assert!(text.ends_with('\n'));
         let mut seen: Vec<String> = Vec::new();
@@ -572,11 +557,27 @@ mod tests {
         );
         assert!(text.contains("http_requests_total{method=\"OTHER\",route=\"unmatched\",code=\"404\"} 1\n"));
         assert!(text.contains("sremini_build_info{version=\""));
+        let parse_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("sremini_parse_errors_total{")).collect();
+        assert_eq!(
+            parse_lines,
+            [
+                "sremini_parse_errors_total{reason=\"bad_target\"} 1",
+                "sremini_parse_errors_total{reason=\"missing_host\"} 0"
+            ]
+        );
+        for line in [
+            "sremini_ready 1",
+            "sremini_work_error_ratio 0.5",
+            "sremini_log_lines_dropped_total 7",
+            "process_threads 3",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line}");
+        }
     }
 
     #[test]
     fn counting_is_exact() {
-        let m = Metrics::new(Duration::from_millis(2000));
+        let m = Metrics::new(Duration::from_millis(2000), REASONS);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {

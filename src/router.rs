@@ -5,113 +5,11 @@
 
 use crate::App;
 use crate::http::response::{Response, TEXT};
+pub use crate::labels::{Method, Route};
 use crate::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use crate::state::PPM;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Head,
-    Post,
-    Put,
-    Delete,
-    Patch,
-    Options,
-    Connect,
-    Trace,
-    /// Any other token: bounded so a client cannot mint metric series.
-    Other,
-}
-
-impl Method {
-    pub const ALL: [Method; 10] = [
-        Method::Get,
-        Method::Head,
-        Method::Post,
-        Method::Put,
-        Method::Delete,
-        Method::Patch,
-        Method::Options,
-        Method::Connect,
-        Method::Trace,
-        Method::Other,
-    ];
-
-    /// Methods are case-sensitive (RFC 9110 §9.1): `get` is not GET.
-    pub fn from_token(token: &str) -> Method {
-        match token {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "PATCH" => Method::Patch,
-            "OPTIONS" => Method::Options,
-            "CONNECT" => Method::Connect,
-            "TRACE" => Method::Trace,
-            _ => Method::Other,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Delete => "DELETE",
-            Method::Patch => "PATCH",
-            Method::Options => "OPTIONS",
-            Method::Connect => "CONNECT",
-            Method::Trace => "TRACE",
-            Method::Other => "OTHER",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Healthz,
-    Readyz,
-    Metrics,
-    Work,
-    FailReady,
-    RecoverReady,
-    FailWork,
-    RecoverWork,
-    Panic,
-    Unmatched,
-}
-
 impl Route {
-    pub const ALL: [Route; 10] = [
-        Route::Healthz,
-        Route::Readyz,
-        Route::Metrics,
-        Route::Work,
-        Route::FailReady,
-        Route::RecoverReady,
-        Route::FailWork,
-        Route::RecoverWork,
-        Route::Panic,
-        Route::Unmatched,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Route::Healthz => "/healthz",
-            Route::Readyz => "/readyz",
-            Route::Metrics => "/metrics",
-            Route::Work => "/work",
-            Route::FailReady => "/fail/ready",
-            Route::RecoverReady => "/recover/ready",
-            Route::FailWork => "/fail/work",
-            Route::RecoverWork => "/recover/work",
-            Route::Panic => "/panic",
-            Route::Unmatched => "unmatched",
-        }
-    }
-
     pub fn is_drill(self) -> bool {
         matches!(self, Route::FailReady | Route::RecoverReady | Route::FailWork | Route::RecoverWork | Route::Panic)
     }
@@ -132,18 +30,7 @@ impl Route {
 
 /// Exact match on the path as sent: no decoding, no trailing-slash folding, so one path is one route.
 pub fn route(path: &str, drills: bool) -> Route {
-    let r = match path {
-        "/healthz" => Route::Healthz,
-        "/readyz" => Route::Readyz,
-        "/metrics" => Route::Metrics,
-        "/work" => Route::Work,
-        "/fail/ready" => Route::FailReady,
-        "/recover/ready" => Route::RecoverReady,
-        "/fail/work" => Route::FailWork,
-        "/recover/work" => Route::RecoverWork,
-        "/panic" => Route::Panic,
-        _ => Route::Unmatched,
-    };
+    let r = Route::from_label(path).unwrap_or(Route::Unmatched);
     if r.is_drill() && !drills { Route::Unmatched } else { r }
 }
 
@@ -181,9 +68,7 @@ pub fn handle(app: &App, method: Method, route: Route, query: Option<&str>) -> A
         }
         Route::Metrics => {
             let mut body = String::new();
-            app.metrics.render(state, &app.process, &mut body);
-            let cpu = app.cpu_cgroup.as_ref().and_then(crate::cgroup::CpuCgroup::stat);
-            app.metrics.render_runtime(app.bulkhead.stats(), app.bulkhead.limits(), cpu, &mut body);
+            app.metrics.render(&app.scrape(), &mut body);
             respond(Response::owned(200, METRICS_CONTENT_TYPE, body.into_bytes()))
         }
         Route::Work => match query_param(query, "cpu_ms") {

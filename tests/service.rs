@@ -533,4 +533,12 @@ fn readme_documents_every_variable_with_its_default_and_range() {
         let row = format!("| `{}` | {} | {} |", v.name, v.default, v.accepts);
         assert!(readme.contains(&row), "README config table lacks or disagrees with: {row}");
     }
+    // And nothing else: every row of the table is a variable the binary reads, each once.
+    let rows: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once('`').map(|(name, _)| name))
+        .filter(|name| name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+        .collect();
+    let vars: Vec<&str> = sre_mini::config::VARS.iter().map(|v| v.name).collect();
+    assert_eq!(rows, vars, "README config table rows, in order");
 }

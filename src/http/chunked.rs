@@ -19,9 +19,8 @@
 //! Whitespace is accepted only where BWS is: before and after `;` and around `=`, never after
 //! the last extension or after the size without a `;`.
 
-use std::fmt;
-
 use super::parser::{is_field_value_byte, is_tchar};
+use crate::config::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkedLimits {
@@ -36,8 +35,14 @@ pub struct ChunkedLimits {
 }
 
 impl ChunkedLimits {
-    pub const DEFAULT: ChunkedLimits =
-        ChunkedLimits { max_body: 1 << 20, max_chunk_ext: 1024, max_trailer_bytes: 32768, max_trailer_fields: 100 };
+    /// The configuration's defaults: `MAX_BODY_BYTES`, and the header limits for the trailer section. Chunk
+    /// extensions have no variable: 1 KiB is far beyond any real use and keeps a size line short.
+    pub const DEFAULT: ChunkedLimits = ChunkedLimits {
+        max_body: Config::DEFAULT.max_body_bytes,
+        max_chunk_ext: 1024,
+        max_trailer_bytes: Config::DEFAULT.max_header_bytes,
+        max_trailer_fields: Config::DEFAULT.max_header_fields,
+    };
 }
 
 impl Default for ChunkedLimits {
@@ -56,111 +61,40 @@ pub struct Feed {
     pub done: bool,
 }
 
-/// Why a chunked body was rejected. Each variant is one rule, with its status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkedError {
-    /// RFC 9112 §7.1: chunk-size not 1*HEXDIG, or junk after it.
-    BadChunkSize,
-    /// RFC 9112 §7.1: more than 16 hex digits.
-    ChunkSizeTooLong,
-    /// RFC 9112 §7.1.1: malformed chunk extension.
-    BadChunkExt,
-    /// RFC 9112 §7.1.1: chunk extensions longer than the limit.
-    ChunkExtTooLong,
-    /// RFC 9112 §7.1: chunk-data not followed by CRLF (more data than the size said).
-    MissingDataCrlf,
-    /// RFC 9112 §2.2: LF not preceded by CR.
-    BareLf,
-    /// RFC 9112 §2.2: CR not followed by LF.
-    BareCr,
-    /// RFC 9110 §15.5.14: the body is larger than the limit (413).
-    BodyTooLarge,
-    /// RFC 9112 §7.1.2 / §5: trailer field name empty or not a token, or no colon.
-    BadTrailerName,
-    /// RFC 9112 §5.1: whitespace between a trailer field name and the colon.
-    TrailerSpaceBeforeColon,
-    /// RFC 9112 §5.2: obs-fold in the trailer section.
-    TrailerObsFold,
-    /// RFC 9110 §5.5: NUL, CTL or DEL in a trailer field value.
-    BadTrailerValue,
-    /// RFC 6585 §5: trailer section larger than the limit (431).
-    TrailerTooLarge,
-    /// RFC 6585 §5: more trailer fields than the limit (431).
-    TooManyTrailerFields,
-}
-
-impl ChunkedError {
-    /// Every variant, for pre-initialising metrics.
-    pub const ALL: &'static [ChunkedError] = &[
-        ChunkedError::BadChunkSize,
-        ChunkedError::ChunkSizeTooLong,
-        ChunkedError::BadChunkExt,
-        ChunkedError::ChunkExtTooLong,
-        ChunkedError::MissingDataCrlf,
-        ChunkedError::BareLf,
-        ChunkedError::BareCr,
-        ChunkedError::BodyTooLarge,
-        ChunkedError::BadTrailerName,
-        ChunkedError::TrailerSpaceBeforeColon,
-        ChunkedError::TrailerObsFold,
-        ChunkedError::BadTrailerValue,
-        ChunkedError::TrailerTooLarge,
-        ChunkedError::TooManyTrailerFields,
-    ];
-
-    /// The response status for this rejection.
-    pub fn status(self) -> u16 {
-        match self {
-            ChunkedError::BodyTooLarge => 413,
-            ChunkedError::TrailerTooLarge | ChunkedError::TooManyTrailerFields => 431,
-            _ => 400,
-        }
-    }
-
-    /// A short snake_case label, for the `reason` metric label and logs. Distinct from the
-    /// parser's labels except `body_too_large`, which matches the limit-rejection reason.
-    pub fn reason(self) -> &'static str {
-        match self {
-            ChunkedError::BadChunkSize => "bad_chunk_size",
-            ChunkedError::ChunkSizeTooLong => "chunk_size_too_long",
-            ChunkedError::BadChunkExt => "bad_chunk_ext",
-            ChunkedError::ChunkExtTooLong => "chunk_ext_too_long",
-            ChunkedError::MissingDataCrlf => "chunk_data_no_crlf",
-            ChunkedError::BareLf => "chunked_bare_lf",
-            ChunkedError::BareCr => "chunked_bare_cr",
-            ChunkedError::BodyTooLarge => "body_too_large",
-            ChunkedError::BadTrailerName => "bad_trailer_name",
-            ChunkedError::TrailerSpaceBeforeColon => "trailer_space_before_colon",
-            ChunkedError::TrailerObsFold => "trailer_obs_fold",
-            ChunkedError::BadTrailerValue => "bad_trailer_value",
-            ChunkedError::TrailerTooLarge => "trailer_too_large",
-            ChunkedError::TooManyTrailerFields => "too_many_trailer_fields",
-        }
+crate::labels::reasons! {
+    /// Why a chunked body was rejected. Each variant is one rule, with its status code.
+    /// Reasons are distinct from the parser's except `body_too_large`, which is the limit-rejection reason.
+    pub enum ChunkedError {
+        /// RFC 9112 §7.1: chunk-size not 1*HEXDIG, or junk after it.
+        BadChunkSize => 400, "bad_chunk_size", "malformed chunk size";
+        /// RFC 9112 §7.1: more than 16 hex digits.
+        ChunkSizeTooLong => 400, "chunk_size_too_long", "chunk size too long";
+        /// RFC 9112 §7.1.1: malformed chunk extension.
+        BadChunkExt => 400, "bad_chunk_ext", "malformed chunk extension";
+        /// RFC 9112 §7.1.1: chunk extensions longer than the limit.
+        ChunkExtTooLong => 400, "chunk_ext_too_long", "chunk extension too long";
+        /// RFC 9112 §7.1: chunk-data not followed by CRLF (more data than the size said).
+        MissingDataCrlf => 400, "chunk_data_no_crlf", "chunk data not followed by CRLF";
+        /// RFC 9112 §2.2: LF not preceded by CR.
+        BareLf => 400, "chunked_bare_lf", "bare LF in chunked body";
+        /// RFC 9112 §2.2: CR not followed by LF.
+        BareCr => 400, "chunked_bare_cr", "bare CR in chunked body";
+        /// RFC 9110 §15.5.14: the body is larger than the limit (413).
+        BodyTooLarge => 413, "body_too_large", "request body too large", limit BodyTooLarge;
+        /// RFC 9112 §7.1.2 / §5: trailer field name empty or not a token, or no colon.
+        BadTrailerName => 400, "bad_trailer_name", "malformed trailer field name";
+        /// RFC 9112 §5.1: whitespace between a trailer field name and the colon.
+        TrailerSpaceBeforeColon => 400, "trailer_space_before_colon", "whitespace before colon in trailer field";
+        /// RFC 9112 §5.2: obs-fold in the trailer section.
+        TrailerObsFold => 400, "trailer_obs_fold", "obsolete line folding in trailer";
+        /// RFC 9110 §5.5: NUL, CTL or DEL in a trailer field value.
+        BadTrailerValue => 400, "bad_trailer_value", "invalid character in trailer field value";
+        /// RFC 6585 §5: trailer section larger than the limit (431).
+        TrailerTooLarge => 431, "trailer_too_large", "trailer section too large";
+        /// RFC 6585 §5: more trailer fields than the limit (431).
+        TooManyTrailerFields => 431, "too_many_trailer_fields", "too many trailer fields";
     }
 }
-
-impl fmt::Display for ChunkedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ChunkedError::BadChunkSize => "malformed chunk size",
-            ChunkedError::ChunkSizeTooLong => "chunk size too long",
-            ChunkedError::BadChunkExt => "malformed chunk extension",
-            ChunkedError::ChunkExtTooLong => "chunk extension too long",
-            ChunkedError::MissingDataCrlf => "chunk data not followed by CRLF",
-            ChunkedError::BareLf => "bare LF in chunked body",
-            ChunkedError::BareCr => "bare CR in chunked body",
-            ChunkedError::BodyTooLarge => "request body too large",
-            ChunkedError::BadTrailerName => "malformed trailer field name",
-            ChunkedError::TrailerSpaceBeforeColon => "whitespace before colon in trailer field",
-            ChunkedError::TrailerObsFold => "obsolete line folding in trailer",
-            ChunkedError::BadTrailerValue => "invalid character in trailer field value",
-            ChunkedError::TrailerTooLarge => "trailer section too large",
-            ChunkedError::TooManyTrailerFields => "too many trailer fields",
-        })
-    }
-}
-
-impl std::error::Error for ChunkedError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

@@ -2,3 +2,59 @@
 pub mod chunked;
 pub mod parser;
 pub mod response;
+
+/// The `reason` set of `sremini_parse_errors_total`: one per parser and chunked-decoder rule. The parser's
+/// limits (414, 431) count here and as limit rejections; a chunked body over the cap is only a limit
+/// (`body_too_large`), so its reason is left out.
+pub fn parse_error_reasons() -> Vec<&'static str> {
+    let head = parser::ParseError::ALL.iter().map(|e| e.reason());
+    let body = chunked::ChunkedError::ALL.iter().filter(|e| !counts_only_as_limit(**e)).map(|e| e.reason());
+    head.chain(body).collect()
+}
+
+/// A chunked-body rejection that is counted as a limit rejection and not as a parse error.
+pub fn counts_only_as_limit(e: chunked::ChunkedError) -> bool {
+    e.limit_reason().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunked::ChunkedError;
+    use super::parser::ParseError;
+    use crate::labels::{CODES, LimitReason};
+
+    #[test]
+    fn every_rejection_status_has_a_counter_slot() {
+        for e in ParseError::ALL {
+            assert!(CODES.contains(&e.status()), "{e:?}");
+        }
+        for e in ChunkedError::ALL {
+            assert!(CODES.contains(&e.status()), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn limits_are_data_not_substrings() {
+        assert_eq!(ParseError::RequestLineTooLong.limit_reason(), Some(LimitReason::RequestLineTooLong));
+        assert_eq!(ParseError::HeaderSectionTooLarge.limit_reason(), Some(LimitReason::HeaderTooLarge));
+        assert_eq!(ParseError::TooManyFields.limit_reason(), Some(LimitReason::TooManyFields));
+        assert_eq!(ChunkedError::BodyTooLarge.limit_reason(), Some(LimitReason::BodyTooLarge));
+        for e in ParseError::ALL {
+            assert_eq!(e.limit_reason().is_some(), matches!(e.status(), 414 | 431), "{e:?}");
+        }
+        for e in ChunkedError::ALL {
+            assert_eq!(e.limit_reason().is_some(), e.status() == 413, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn parse_reasons_are_unique_and_exclude_the_body_cap() {
+        let reasons = super::parse_error_reasons();
+        let mut unique = reasons.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), reasons.len());
+        assert_eq!(reasons.len(), ParseError::ALL.len() + ChunkedError::ALL.len() - 1);
+        assert!(!reasons.contains(&"body_too_large"));
+    }
+}

@@ -24,7 +24,7 @@
 //! * A line that starts with whitespace right after the request line is rejected as obs-fold
 //!   (RFC 9112 §2.2 allows rejecting it).
 
-use std::fmt;
+use crate::config::Config;
 
 /// Size limits for one request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,12 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const DEFAULT: Limits = Limits { max_request_line: 16384, max_header_bytes: 32768, max_header_fields: 100 };
+    /// The configuration's defaults (`MAX_REQUEST_LINE_BYTES`, `MAX_HEADER_BYTES`, `MAX_HEADER_FIELDS`).
+    pub const DEFAULT: Limits = Limits {
+        max_request_line: Config::DEFAULT.max_request_line_bytes,
+        max_header_bytes: Config::DEFAULT.max_header_bytes,
+        max_header_fields: Config::DEFAULT.max_header_fields,
+    };
 }
 
 impl Default for Limits {
@@ -107,175 +112,66 @@ pub enum Parsed<'a> {
     Complete { head: RequestHead<'a>, head_len: usize },
 }
 
-/// Why a request head was rejected. Each variant is one rule, with its status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParseError {
-    /// RFC 9112 §3: request line longer than the limit (414).
-    RequestLineTooLong,
-    /// RFC 6585 §5: field section larger than the limit (431).
-    HeaderSectionTooLarge,
-    /// RFC 6585 §5: more field lines than the limit (431).
-    TooManyFields,
-    /// RFC 9112 §3: not `method SP request-target SP HTTP-version CRLF` with single spaces,
-    /// or more than one empty line before it (§2.2).
-    BadRequestLine,
-    /// RFC 9110 §9.1: the method is not a token.
-    BadMethod,
-    /// RFC 9112 §3.2: a byte outside the URI characters, bad percent-encoding, or a form not
-    /// allowed for the method.
-    BadTarget,
-    /// RFC 9112 §2.3: not `HTTP/` DIGIT `.` DIGIT, or no version at all (HTTP/0.9 style).
-    BadVersion,
-    /// RFC 9110 §15.6.6: HTTP major version other than 1 (505).
-    UnsupportedVersion,
-    /// RFC 9112 §2.2: LF not preceded by CR.
-    BareLf,
-    /// RFC 9112 §2.2: CR not followed by LF.
-    BareCr,
-    /// RFC 9112 §5: field name empty, not a token, or a line without a colon.
-    BadFieldName,
-    /// RFC 9112 §5.1: whitespace between the field name and the colon.
-    SpaceBeforeColon,
-    /// RFC 9112 §5.2: a line folded with leading whitespace (obs-fold).
-    ObsFold,
-    /// RFC 9110 §5.5: NUL, CTL or DEL in a field value.
-    BadFieldValue,
-    /// RFC 9112 §3.2: HTTP/1.1 request without Host.
-    MissingHost,
-    /// RFC 9112 §3.2: more than one Host field line.
-    DuplicateHost,
-    /// RFC 9112 §3.2: Host value not `uri-host [ ":" port ]`.
-    BadHost,
-    /// RFC 9112 §6.3: Content-Length not 1*DIGIT, or too big for u64.
-    BadContentLength,
-    /// RFC 9112 §6.3: more than one Content-Length field line (even with equal values).
-    DuplicateContentLength,
-    /// RFC 9112 §6.1: both Content-Length and Transfer-Encoding.
-    ContentLengthWithTransferEncoding,
-    /// RFC 9112 §6.1: Transfer-Encoding list with an empty element or a non-token coding.
-    BadTransferEncoding,
-    /// RFC 9112 §6.3: the final transfer coding is not `chunked`.
-    TransferEncodingNotChunked,
-    /// RFC 9112 §6.1: `chunked` applied more than once.
-    ChunkedTwice,
-    /// RFC 9112 §6.1: Transfer-Encoding on an HTTP/1.0 request.
-    TransferEncodingOnHttp10,
-    /// RFC 9112 §6.1: a transfer coding other than plain `chunked` (501).
-    UnknownTransferCoding,
-    /// RFC 9110 §10.1.1: an expectation other than `100-continue` (417).
-    UnsupportedExpectation,
-}
-
-impl ParseError {
-    /// Every variant, for pre-initialising metrics.
-    pub const ALL: &'static [ParseError] = &[
-        ParseError::RequestLineTooLong,
-        ParseError::HeaderSectionTooLarge,
-        ParseError::TooManyFields,
-        ParseError::BadRequestLine,
-        ParseError::BadMethod,
-        ParseError::BadTarget,
-        ParseError::BadVersion,
-        ParseError::UnsupportedVersion,
-        ParseError::BareLf,
-        ParseError::BareCr,
-        ParseError::BadFieldName,
-        ParseError::SpaceBeforeColon,
-        ParseError::ObsFold,
-        ParseError::BadFieldValue,
-        ParseError::MissingHost,
-        ParseError::DuplicateHost,
-        ParseError::BadHost,
-        ParseError::BadContentLength,
-        ParseError::DuplicateContentLength,
-        ParseError::ContentLengthWithTransferEncoding,
-        ParseError::BadTransferEncoding,
-        ParseError::TransferEncodingNotChunked,
-        ParseError::ChunkedTwice,
-        ParseError::TransferEncodingOnHttp10,
-        ParseError::UnknownTransferCoding,
-        ParseError::UnsupportedExpectation,
-    ];
-
-    /// The response status for this rejection.
-    pub fn status(self) -> u16 {
-        match self {
-            ParseError::RequestLineTooLong => 414,
-            ParseError::HeaderSectionTooLarge | ParseError::TooManyFields => 431,
-            ParseError::UnsupportedVersion => 505,
-            ParseError::UnknownTransferCoding => 501,
-            ParseError::UnsupportedExpectation => 417,
-            _ => 400,
-        }
-    }
-
-    /// A short snake_case label, for the `reason` metric label and logs.
-    pub fn reason(self) -> &'static str {
-        match self {
-            ParseError::RequestLineTooLong => "request_line_too_long",
-            ParseError::HeaderSectionTooLarge => "header_too_large",
-            ParseError::TooManyFields => "too_many_fields",
-            ParseError::BadRequestLine => "bad_request_line",
-            ParseError::BadMethod => "bad_method",
-            ParseError::BadTarget => "bad_target",
-            ParseError::BadVersion => "bad_version",
-            ParseError::UnsupportedVersion => "unsupported_version",
-            ParseError::BareLf => "bare_lf",
-            ParseError::BareCr => "bare_cr",
-            ParseError::BadFieldName => "bad_field_name",
-            ParseError::SpaceBeforeColon => "space_before_colon",
-            ParseError::ObsFold => "obs_fold",
-            ParseError::BadFieldValue => "bad_field_value",
-            ParseError::MissingHost => "missing_host",
-            ParseError::DuplicateHost => "duplicate_host",
-            ParseError::BadHost => "bad_host",
-            ParseError::BadContentLength => "bad_content_length",
-            ParseError::DuplicateContentLength => "duplicate_content_length",
-            ParseError::ContentLengthWithTransferEncoding => "content_length_with_transfer_encoding",
-            ParseError::BadTransferEncoding => "bad_transfer_encoding",
-            ParseError::TransferEncodingNotChunked => "transfer_encoding_not_chunked",
-            ParseError::ChunkedTwice => "chunked_twice",
-            ParseError::TransferEncodingOnHttp10 => "transfer_encoding_on_http10",
-            ParseError::UnknownTransferCoding => "unknown_transfer_coding",
-            ParseError::UnsupportedExpectation => "unsupported_expectation",
-        }
+crate::labels::reasons! {
+    /// Why a request head was rejected. Each variant is one rule, with its status code.
+    pub enum ParseError {
+        /// RFC 9112 §3: request line longer than the limit (414).
+        RequestLineTooLong => 414, "request_line_too_long", "request line too long", limit RequestLineTooLong;
+        /// RFC 6585 §5: field section larger than the limit (431).
+        HeaderSectionTooLarge => 431, "header_too_large", "header section too large", limit HeaderTooLarge;
+        /// RFC 6585 §5: more field lines than the limit (431).
+        TooManyFields => 431, "too_many_fields", "too many header fields", limit TooManyFields;
+        /// RFC 9112 §3: not `method SP request-target SP HTTP-version CRLF` with single spaces,
+        /// or more than one empty line before it (§2.2).
+        BadRequestLine => 400, "bad_request_line", "malformed request line";
+        /// RFC 9110 §9.1: the method is not a token.
+        BadMethod => 400, "bad_method", "malformed method";
+        /// RFC 9112 §3.2: a byte outside the URI characters, bad percent-encoding, or a form not
+        /// allowed for the method.
+        BadTarget => 400, "bad_target", "malformed request target";
+        /// RFC 9112 §2.3: not `HTTP/` DIGIT `.` DIGIT, or no version at all (HTTP/0.9 style).
+        BadVersion => 400, "bad_version", "malformed HTTP version";
+        /// RFC 9110 §15.6.6: HTTP major version other than 1 (505).
+        UnsupportedVersion => 505, "unsupported_version", "HTTP version not supported";
+        /// RFC 9112 §2.2: LF not preceded by CR.
+        BareLf => 400, "bare_lf", "bare LF line ending";
+        /// RFC 9112 §2.2: CR not followed by LF.
+        BareCr => 400, "bare_cr", "bare CR";
+        /// RFC 9112 §5: field name empty, not a token, or a line without a colon.
+        BadFieldName => 400, "bad_field_name", "malformed header field name";
+        /// RFC 9112 §5.1: whitespace between the field name and the colon.
+        SpaceBeforeColon => 400, "space_before_colon", "whitespace before colon in header field";
+        /// RFC 9112 §5.2: a line folded with leading whitespace (obs-fold).
+        ObsFold => 400, "obs_fold", "obsolete line folding";
+        /// RFC 9110 §5.5: NUL, CTL or DEL in a field value.
+        BadFieldValue => 400, "bad_field_value", "invalid character in header field value";
+        /// RFC 9112 §3.2: HTTP/1.1 request without Host.
+        MissingHost => 400, "missing_host", "missing Host header";
+        /// RFC 9112 §3.2: more than one Host field line.
+        DuplicateHost => 400, "duplicate_host", "more than one Host header";
+        /// RFC 9112 §3.2: Host value not `uri-host [ ":" port ]`.
+        BadHost => 400, "bad_host", "invalid Host header";
+        /// RFC 9112 §6.3: Content-Length not 1*DIGIT, or too big for u64.
+        BadContentLength => 400, "bad_content_length", "invalid Content-Length";
+        /// RFC 9112 §6.3: more than one Content-Length field line (even with equal values).
+        DuplicateContentLength => 400, "duplicate_content_length", "more than one Content-Length";
+        /// RFC 9112 §6.1: both Content-Length and Transfer-Encoding.
+        ContentLengthWithTransferEncoding => 400, "content_length_with_transfer_encoding",
+            "Content-Length together with Transfer-Encoding";
+        /// RFC 9112 §6.1: Transfer-Encoding list with an empty element or a non-token coding.
+        BadTransferEncoding => 400, "bad_transfer_encoding", "malformed Transfer-Encoding";
+        /// RFC 9112 §6.3: the final transfer coding is not `chunked`.
+        TransferEncodingNotChunked => 400, "transfer_encoding_not_chunked", "final transfer coding is not chunked";
+        /// RFC 9112 §6.1: `chunked` applied more than once.
+        ChunkedTwice => 400, "chunked_twice", "chunked applied more than once";
+        /// RFC 9112 §6.1: Transfer-Encoding on an HTTP/1.0 request.
+        TransferEncodingOnHttp10 => 400, "transfer_encoding_on_http10", "Transfer-Encoding in an HTTP/1.0 request";
+        /// RFC 9112 §6.1: a transfer coding other than plain `chunked` (501).
+        UnknownTransferCoding => 501, "unknown_transfer_coding", "transfer coding not implemented";
+        /// RFC 9110 §10.1.1: an expectation other than `100-continue` (417).
+        UnsupportedExpectation => 417, "unsupported_expectation", "expectation not supported";
     }
 }
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ParseError::RequestLineTooLong => "request line too long",
-            ParseError::HeaderSectionTooLarge => "header section too large",
-            ParseError::TooManyFields => "too many header fields",
-            ParseError::BadRequestLine => "malformed request line",
-            ParseError::BadMethod => "malformed method",
-            ParseError::BadTarget => "malformed request target",
-            ParseError::BadVersion => "malformed HTTP version",
-            ParseError::UnsupportedVersion => "HTTP version not supported",
-            ParseError::BareLf => "bare LF line ending",
-            ParseError::BareCr => "bare CR",
-            ParseError::BadFieldName => "malformed header field name",
-            ParseError::SpaceBeforeColon => "whitespace before colon in header field",
-            ParseError::ObsFold => "obsolete line folding",
-            ParseError::BadFieldValue => "invalid character in header field value",
-            ParseError::MissingHost => "missing Host header",
-            ParseError::DuplicateHost => "more than one Host header",
-            ParseError::BadHost => "invalid Host header",
-            ParseError::BadContentLength => "invalid Content-Length",
-            ParseError::DuplicateContentLength => "more than one Content-Length",
-            ParseError::ContentLengthWithTransferEncoding => "Content-Length together with Transfer-Encoding",
-            ParseError::BadTransferEncoding => "malformed Transfer-Encoding",
-            ParseError::TransferEncodingNotChunked => "final transfer coding is not chunked",
-            ParseError::ChunkedTwice => "chunked applied more than once",
-            ParseError::TransferEncodingOnHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
-            ParseError::UnknownTransferCoding => "transfer coding not implemented",
-            ParseError::UnsupportedExpectation => "expectation not supported",
-        })
-    }
-}
-
-impl std::error::Error for ParseError {}
 
 /// Why the scan stopped early.
 enum Stop {

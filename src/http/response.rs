@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use crate::labels::STATUSES;
 use crate::{ascii, clock};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,21 +36,7 @@ impl Response {
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
+        _ => STATUSES.iter().find(|(code, _)| *code == status).map_or("Unknown", |(_, phrase)| phrase),
     }
 }
 

@@ -774,11 +774,8 @@ impl Ctx {
                         }
                         Err(e) => {
                             let m = &self.app.metrics;
-                            match e.status() {
-                                414 => m.limit_rejected(LimitReason::RequestLineTooLong),
-                                431 if e.reason().contains("field") => m.limit_rejected(LimitReason::TooManyFields),
-                                431 => m.limit_rejected(LimitReason::HeaderTooLarge),
-                                _ => {}
+                            if let Some(limit) = e.limit_reason() {
+                                m.limit_rejected(limit);
                             }
                             m.parse_error(e.reason());
                             let req = Pending::rejected(started, conn.unread_input());
