@@ -1,0 +1,150 @@
+"""What a rolling update of the Deployment in k8s.yaml does, read from the manifest: the pod's env, its probes and
+termination settings, and the Deployment controller's RollingUpdate arithmetic (how many pods to add and to take
+away at each step, from maxSurge, maxUnavailable and which pods are available).
+
+Pure: manifest documents in, values and decisions out. srekit.rollout runs the decisions against real processes.
+The arithmetic follows the controller (pkg/controller/deployment/rolling.go): new pods may be created while the
+pods that are not terminating stay within replicas + maxSurge; old pods may be deleted while the available pods
+stay at or above replicas - maxUnavailable, counting the new ReplicaSet's unavailable pods against the budget.
+A pod is available once it has been ready for minReadySeconds. Terminating pods count toward neither.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from srekit.ingress import ManifestError
+
+
+def _one(docs, kind: str) -> dict:
+    found = [d for d in docs if d.get("kind") == kind]
+    if len(found) != 1:
+        raise ManifestError(f"expected exactly one {kind} in the manifest, found {len(found)}")
+    return found[0]
+
+
+def _scaled(value, total: int, round_up: bool) -> int:
+    """An int-or-percent field (maxSurge, maxUnavailable) as a pod count, rounded as the controller does."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.endswith("%"):
+        exact = int(value[:-1]) * total / 100
+        return math.ceil(exact) if round_up else math.floor(exact)
+    raise ManifestError(f"{value!r} is neither a count nor a percentage")
+
+
+@dataclass(frozen=True)
+class HttpAction:
+    path: str
+    port: int | str  # number or container port name
+
+
+@dataclass(frozen=True)
+class Rollout:
+    replicas: int
+    max_surge: int
+    max_unavailable: int
+    min_ready_seconds: float
+    grace_seconds: float  # terminationGracePeriodSeconds
+    pre_stop: HttpAction | None
+    pre_stop_sleep: float  # lifecycle.preStop.sleep.seconds (0 when the hook is an httpGet)
+    readiness: HttpAction
+    readiness_timeout: float
+    readiness_period: float
+    container_port: int  # the port named in the probes, as declared (the drill's replicas take a free port)
+    env: dict[str, str]  # the container's env, literally as the manifest gives it
+
+
+def rollout_from_manifest(docs) -> Rollout:
+    dep = _one(docs, "Deployment")
+    spec = dep["spec"]
+    strategy = spec.get("strategy", {})
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        raise ManifestError(f"strategy {strategy.get('type')!r}: the drill emulates RollingUpdate")
+    ru = strategy.get("rollingUpdate", {})
+    replicas = int(spec.get("replicas", 1))
+    surge = _scaled(ru.get("maxSurge", "25%"), replicas, round_up=True)
+    unavailable = _scaled(ru.get("maxUnavailable", "25%"), replicas, round_up=False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1  # the controller's own rule: a rollout must be able to make progress
+    pod = spec["template"]["spec"]
+    containers = pod.get("containers", [])
+    if len(containers) != 1:
+        raise ManifestError(f"expected one container in the pod template, found {len(containers)}")
+    c = containers[0]
+    env = {}
+    for e in c.get("env", []):
+        if "value" not in e:
+            raise ManifestError(f"env {e.get('name')!r} is not a literal value (valueFrom is not emulated)")
+        env[e["name"]] = str(e["value"])
+    probe = c.get("readinessProbe", {})
+    get = probe.get("httpGet")
+    if not get:
+        raise ManifestError("the container has no readinessProbe.httpGet")
+    readiness = HttpAction(get["path"], get["port"])
+    hook = c.get("lifecycle", {}).get("preStop")
+    pre_stop, sleep = None, 0.0
+    if hook:
+        if "httpGet" in hook:
+            pre_stop = HttpAction(hook["httpGet"]["path"], hook["httpGet"]["port"])
+        elif "sleep" in hook:
+            sleep = float(hook["sleep"]["seconds"])
+        else:
+            raise ManifestError(f"preStop {sorted(hook)}: only httpGet and sleep are emulated")
+    port = readiness.port
+    if isinstance(port, str):
+        named = [p["containerPort"] for p in c.get("ports", []) if p.get("name") == port]
+        if not named:
+            raise ManifestError(f"the readinessProbe names port {port!r}, which the container does not declare")
+        port = named[0]
+    return Rollout(
+        replicas=replicas,
+        max_surge=surge,
+        max_unavailable=unavailable,
+        min_ready_seconds=float(spec.get("minReadySeconds", 0)),
+        grace_seconds=float(pod.get("terminationGracePeriodSeconds", 30)),
+        pre_stop=pre_stop,
+        pre_stop_sleep=sleep,
+        readiness=readiness,
+        readiness_timeout=float(probe.get("timeoutSeconds", 1)),
+        readiness_period=float(probe.get("periodSeconds", 10)),
+        container_port=int(port),
+        env=env,
+    )
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the controller does now: create this many new pods, delete this many old ones."""
+
+    create: int
+    delete: int
+
+
+def controller_step(r: Rollout, old_active: int, old_available: int, new_active: int, new_available: int) -> Step:
+    """One sync of the Deployment controller during a RollingUpdate (terminating pods already excluded).
+
+    As in the controller, a sync that scales the new ReplicaSet up does nothing else; the old ones are scaled
+    down on a later sync, which then counts the pods just created.
+    """
+    if new_active < r.replicas:
+        room = r.replicas + r.max_surge - (old_active + new_active)
+        create = min(room, r.replicas - new_active)
+        if create > 0:
+            return Step(create, 0)
+    if old_active == 0:
+        return Step(0, 0)
+    min_available = r.replicas - r.max_unavailable
+    budget = (old_active + new_active) - min_available - (new_active - new_available)
+    if budget <= 0:
+        return Step(0, 0)
+    # Unavailable old pods go first (cleanupUnhealthyReplicas), up to the budget; then available ones, as long
+    # as the available pods stay at or above the floor (scaleDownOldReplicaSetsForRollingUpdate).
+    unhealthy = min(old_active - old_available, budget)
+    healthy = max(0, min(old_active - unhealthy, old_available + new_available - min_available))
+    return Step(0, unhealthy + healthy)
+
+
+def done(r: Rollout, old_active: int, new_available: int) -> bool:
+    return old_active == 0 and new_available == r.replicas
