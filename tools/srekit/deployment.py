@@ -34,6 +34,19 @@ def _scaled(value, total: int, round_up: bool) -> int:
     raise ManifestError(f"{value!r} is neither a count nor a percentage")
 
 
+def _replicas(docs, dep: dict) -> int:
+    """The scale a rollout starts from: spec.replicas, or, when the manifest leaves the scale to an HPA (so a
+    re-apply cannot reset it), the HPA's minReplicas, the scale an idle Deployment sits at."""
+    if "replicas" in dep["spec"]:
+        return int(dep["spec"]["replicas"])
+    name = dep["metadata"]["name"]
+    for d in docs:
+        ref = d.get("spec", {}).get("scaleTargetRef", {}) if d.get("kind") == "HorizontalPodAutoscaler" else {}
+        if ref.get("kind") == "Deployment" and ref.get("name") == name:
+            return int(d["spec"].get("minReplicas", 1))
+    return 1  # the API server's default
+
+
 @dataclass(frozen=True)
 class HttpAction:
     path: str
@@ -63,7 +76,7 @@ def rollout_from_manifest(docs) -> Rollout:
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
         raise ManifestError(f"strategy {strategy.get('type')!r}: the drill emulates RollingUpdate")
     ru = strategy.get("rollingUpdate", {})
-    replicas = int(spec.get("replicas", 1))
+    replicas = _replicas(docs, dep)
     surge = _scaled(ru.get("maxSurge", "25%"), replicas, round_up=True)
     unavailable = _scaled(ru.get("maxUnavailable", "25%"), replicas, round_up=False)
     if surge == 0 and unavailable == 0:

@@ -517,7 +517,7 @@ def run(args) -> int:
         raise DrillFailed("setpriv (util-linux) is needed to run nginx and the replicas unprivileged")
     log(f"manifest: {plan.replicas} replicas, maxSurge {plan.max_surge}, maxUnavailable {plan.max_unavailable}, "
         f"minReadySeconds {plan.min_ready_seconds:g}, terminationGracePeriodSeconds {plan.grace_seconds:g}, "
-        f"preStop {plan.pre_stop or plan.pre_stop_sleep}, readiness {plan.readiness.path} every "
+        f"preStop {f'GET {plan.pre_stop.path}' if plan.pre_stop else f'sleep {plan.pre_stop_sleep:g} s'}, readiness {plan.readiness.path} every "
         f"{plan.readiness_period:g} s, WORK_DELAY_MS {work_delay * 1000:g}, SHUTDOWN_DELAY_MS "
         f"{shutdown_delay * 1000:g}")
     log("routes: " + ", ".join(f"{r.host or '*'} {r.path} ({r.path_type}) -> service {r.service}:{r.service_port} "

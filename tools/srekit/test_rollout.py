@@ -100,6 +100,13 @@ class ControllerTest(unittest.TestCase):
         self.assertEqual(r.pre_stop.path, "/fail/ready")
         self.assertEqual(r.env["SHUTDOWN_DELAY_MS"], "5000")
 
+    def test_without_spec_replicas_the_hpa_floor_is_the_scale(self):
+        docs = manifest()
+        dep = [d for d in docs if d["kind"] == "Deployment"][0]
+        dep["spec"].pop("replicas", None)
+        hpa = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"][0]
+        self.assertEqual(deployment.rollout_from_manifest(docs).replicas, hpa["spec"]["minReplicas"])
+
     def test_surge_one_unavailable_one(self):
         # One new pod, one old deleted at once, a second new pod; once both are available the two remaining
         # old pods go together, then the third new pod.
