@@ -22,5 +22,5 @@ PYTHONPATH=tools python3 -m unittest -q srekit.test_rollout || die "srekit.test_
 say "rollout: the drill ($(nginx -v 2>&1))"
 # shellcheck disable=SC2086  # ROLLOUT_ARGS is a list of words
 PYTHONPATH=tools python3 -m srekit.rollout --manifest k8s.yaml --binary "$bin" --work-delay-ms 1000 \
-  --connections 900 --results "$ROOT/target/rollout.json" ${ROLLOUT_ARGS:-} \
+  --connections 900 --load-processes 2 --results "$ROOT/target/rollout.json" ${ROLLOUT_ARGS:-} \
   || die "the rollout drill failed (above)"

@@ -15,6 +15,10 @@ and never a failure. A second attempt that fails is a failure. Any answer from t
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import multiprocessing
+import queue
+import signal
 import threading
 import time
 from collections import Counter
@@ -87,7 +91,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 @dataclass
 class Load:
-    """Keep-alive load against http://127.0.0.1:<port><path> with the given Host header."""
+    """Keep-alive load against http://127.0.0.1:<port><path> with the given Host header, in this process."""
 
     port: int
     path: str
@@ -153,8 +157,8 @@ class Load:
                            f"X-Drill-Id: {rid}\r\n\r\n").encode()
                 if writer is None:
                     try:
-                        reader, writer = await asyncio.wait_for(
-                            asyncio.open_connection("127.0.0.1", self.port), self.timeout)
+                        async with asyncio.timeout(self.timeout):
+                            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
                     except asyncio.TimeoutError:
                         outcome = "connect:timeout"
                         break
@@ -168,7 +172,10 @@ class Load:
                         await writer.drain()
                     except (BrokenPipeError, ConnectionResetError):
                         raise _Closed() from None
-                    status, close = await asyncio.wait_for(_read_response(reader), self.timeout)
+                    # asyncio.timeout, not wait_for: wait_for costs a task per request, and the client's CPU
+                    # is what bounds the request rate on a busy machine.
+                    async with asyncio.timeout(self.timeout):
+                        status, close = await _read_response(reader)
                     served += 1
                     outcome = "ok" if 200 <= status < 300 else f"status:{status}"
                     if close:
@@ -198,3 +205,68 @@ class Load:
                 await asyncio.sleep(0.05)  # a refused connect must not become a busy loop
         if writer is not None:
             writer.close()
+
+
+def _child(params: dict, stop, results, max_seconds: float) -> None:
+    # Die with the drill even if it is killed outright (PR_SET_PDEATHSIG = 1), and never outlive max_seconds.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    load = Load(**params)
+    load.start()
+    stop.wait(max_seconds)
+    load.stop(load.timeout + 5)
+    results.put(([(r.start, r.end, r.outcome, r.rid) for r in load.records], load.reopens))
+
+
+class ProcessLoad:
+    """The same load spread over several processes, so that on a busy machine the client is not what limits the
+    request rate (one Python process gets one core at most). time.monotonic() is system-wide, so the records of
+    every process share one clock."""
+
+    def __init__(self, port: int, path: str, host: str, connections: int, timeout: float, stagger: float,
+                 tag: str, processes: int, max_seconds: float):
+        self.tag = tag
+        self.timeout = timeout
+        self.records: list[Record] = []
+        self.reopens: list[tuple[float, str]] = []
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        self._results = ctx.Queue()
+        share = [connections // processes + (1 if k < connections % processes else 0) for k in range(processes)]
+        self._procs = [
+            ctx.Process(target=_child, name=f"load-{k}", daemon=True,
+                        args=(dict(port=port, path=path, host=host, connections=n, timeout=timeout,
+                                   stagger=stagger, tag=f"{tag}{k}-"), self._stop, self._results, max_seconds))
+            for k, n in enumerate(share) if n
+        ]
+
+    def start(self) -> None:
+        for p in self._procs:
+            p.start()
+
+    def stop(self, wait: float) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + wait
+        for _ in self._procs:
+            try:
+                records, reopens = self._results.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"a load process did not report within {wait} s") from None
+            self.records += [Record(*r) for r in records]
+            self.reopens += [tuple(x) for x in reopens]
+        for p in self._procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join()
+                raise RuntimeError(f"{p.name} did not exit")
+            if p.exitcode != 0:
+                raise RuntimeError(f"{p.name} exited {p.exitcode}")
+
+    def kill(self) -> None:
+        for p in self._procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+    window = Load.window
