@@ -1,6 +1,7 @@
-"""What a rolling update of the Deployment in k8s.yaml does, read from the manifest: the pod's env, its probes and
-termination settings, and the Deployment controller's RollingUpdate arithmetic (how many pods to add and to take
-away at each step, from maxSurge, maxUnavailable and which pods are available).
+"""What a rolling update of the Deployment in k8s.yaml does, read from the manifest: the scale, the strategy, and the
+Deployment controller's RollingUpdate arithmetic (how many pods to add and to take away at each step, from
+maxSurge, maxUnavailable and which pods are available). The pod itself (env, limits, probes, preStop, grace
+period) is srekit.manifest's PodSpec.
 
 Pure: manifest documents in, values and decisions out. srekit.rollout runs the decisions against real processes.
 The arithmetic follows the controller (pkg/controller/deployment/rolling.go): new pods may be created while the
@@ -48,25 +49,12 @@ def _replicas(docs, dep: dict) -> int:
 
 
 @dataclass(frozen=True)
-class HttpAction:
-    path: str
-    port: int | str  # number or container port name
-
-
-@dataclass(frozen=True)
 class Rollout:
     replicas: int
     max_surge: int
     max_unavailable: int
     min_ready_seconds: float
-    grace_seconds: float  # terminationGracePeriodSeconds
-    pre_stop: HttpAction | None
-    pre_stop_sleep: float  # lifecycle.preStop.sleep.seconds (0 when the hook is an httpGet)
-    readiness: HttpAction
-    readiness_timeout: float
-    readiness_period: float
-    container_port: int  # the port named in the probes, as declared (the drill's replicas take a free port)
-    env: dict[str, str]  # the container's env, literally as the manifest gives it
+    progress_deadline_seconds: float
 
 
 def rollout_from_manifest(docs) -> Rollout:
@@ -81,49 +69,12 @@ def rollout_from_manifest(docs) -> Rollout:
     unavailable = _scaled(ru.get("maxUnavailable", "25%"), replicas, round_up=False)
     if surge == 0 and unavailable == 0:
         unavailable = 1  # the controller's own rule: a rollout must be able to make progress
-    pod = spec["template"]["spec"]
-    containers = pod.get("containers", [])
-    if len(containers) != 1:
-        raise ManifestError(f"expected one container in the pod template, found {len(containers)}")
-    c = containers[0]
-    env = {}
-    for e in c.get("env", []):
-        if "value" not in e:
-            raise ManifestError(f"env {e.get('name')!r} is not a literal value (valueFrom is not emulated)")
-        env[e["name"]] = str(e["value"])
-    probe = c.get("readinessProbe", {})
-    get = probe.get("httpGet")
-    if not get:
-        raise ManifestError("the container has no readinessProbe.httpGet")
-    readiness = HttpAction(get["path"], get["port"])
-    hook = c.get("lifecycle", {}).get("preStop")
-    pre_stop, sleep = None, 0.0
-    if hook:
-        if "httpGet" in hook:
-            pre_stop = HttpAction(hook["httpGet"]["path"], hook["httpGet"]["port"])
-        elif "sleep" in hook:
-            sleep = float(hook["sleep"]["seconds"])
-        else:
-            raise ManifestError(f"preStop {sorted(hook)}: only httpGet and sleep are emulated")
-    port = readiness.port
-    if isinstance(port, str):
-        named = [p["containerPort"] for p in c.get("ports", []) if p.get("name") == port]
-        if not named:
-            raise ManifestError(f"the readinessProbe names port {port!r}, which the container does not declare")
-        port = named[0]
     return Rollout(
         replicas=replicas,
         max_surge=surge,
         max_unavailable=unavailable,
         min_ready_seconds=float(spec.get("minReadySeconds", 0)),
-        grace_seconds=float(pod.get("terminationGracePeriodSeconds", 30)),
-        pre_stop=pre_stop,
-        pre_stop_sleep=sleep,
-        readiness=readiness,
-        readiness_timeout=float(probe.get("timeoutSeconds", 1)),
-        readiness_period=float(probe.get("periodSeconds", 10)),
-        container_port=int(port),
-        env=env,
+        progress_deadline_seconds=float(spec.get("progressDeadlineSeconds", 600)),
     )
 
 

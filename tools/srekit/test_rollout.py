@@ -91,14 +91,11 @@ def simulate(plan):
 
 class ControllerTest(unittest.TestCase):
     def plan(self, surge, unavailable, replicas=3):
-        return deployment.Rollout(replicas, surge, unavailable, 5, 15, None, 0, deployment.HttpAction("/r", 1), 1,
-                                  5, 8080, {})
+        return deployment.Rollout(replicas, surge, unavailable, 5, 120)
 
     def test_the_manifest_strategy(self):
         r = deployment.rollout_from_manifest(manifest())
-        self.assertEqual((r.replicas, r.max_surge, r.max_unavailable), (3, 1, 1))
-        self.assertEqual(r.pre_stop.path, "/fail/ready")
-        self.assertEqual(r.env["SHUTDOWN_DELAY_MS"], "5000")
+        self.assertEqual((r.replicas, r.max_surge, r.max_unavailable, r.min_ready_seconds), (3, 1, 1, 5))
 
     def test_without_spec_replicas_the_hpa_floor_is_the_scale(self):
         docs = manifest()
