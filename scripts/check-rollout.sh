@@ -20,7 +20,36 @@ bin=$(release_binary)
 say "rollout: unit tests of the Ingress translation and the controller arithmetic"
 PYTHONPATH=tools python3 -m unittest -q srekit.test_rollout || die "srekit.test_rollout failed"
 say "rollout: the drill ($(nginx -v 2>&1))"
+# The drill cleans up after itself on every exit it sees. Should it be killed outright, its replicas and nginx master
+# die with it (PDEATHSIG), and this trap takes the rest by id: the nginx process group it recorded, the cgroups named
+# after its pid, and its files.
+state=$(mktemp -d)
+chmod 0755 "$state" # nginx runs as nobody when the drill runs as root
+drill_pid=""
+leftovers() {
+  local f pg d
+  for f in "$state"/*/nginx.pgid; do
+    if [ -f "$f" ]; then pg=$(cat "$f"); kill -KILL -- "-$pg" 2>/dev/null || true; fi
+  done
+  if [ -n "$drill_pid" ]; then
+    for d in /sys/fs/cgroup/*/sremini-rollout-"$drill_pid"-* /sys/fs/cgroup/sremini-rollout-"$drill_pid"-*; do
+      [ -d "$d" ] || continue
+      xargs -r kill -KILL <"$d/cgroup.procs" 2>/dev/null || true
+      rmdir "$d" 2>/dev/null || echo "could not remove cgroup $d" >&2
+    done
+  fi
+  rm -rf "$state"
+}
+stop_drill() { # a signal for this script is the drill's: it stops and cleans up, then the trap checks
+  if [ -n "$drill_pid" ]; then kill -TERM "$drill_pid" 2>/dev/null || true; wait "$drill_pid" || true; fi
+  exit 130
+}
+trap leftovers EXIT
+trap stop_drill INT TERM
 # shellcheck disable=SC2086  # ROLLOUT_ARGS is a list of words
 PYTHONPATH=tools python3 -m srekit.rollout --manifest k8s.yaml --binary "$bin" --work-delay-ms 1000 \
-  --connections 900 --load-processes 2 --results "$ROOT/target/rollout.json" ${ROLLOUT_ARGS:-} \
-  || die "the rollout drill failed (above)"
+  --connections 900 --load-processes 2 --tmp-root "$state" --results "$ROOT/target/rollout.json" ${ROLLOUT_ARGS:-} &
+drill_pid=$!
+rc=0
+wait "$drill_pid" || rc=$?
+[ "$rc" -eq 0 ] || die "the rollout drill failed (above, exit $rc)"

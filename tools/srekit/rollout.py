@@ -192,6 +192,10 @@ class Nginx:
         with open(os.path.join(self.prefix, "stderr.log"), "wb") as err:
             self.proc = subprocess.Popen(self._cmd("-g", "daemon off;"), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        # nginx's workers do not die with their master; should this process be killed outright, the check script
+        # kills the process group named here (the master's pid).
+        with open(os.path.join(self.prefix, "nginx.pgid"), "w") as f:
+            f.write(f"{self.proc.pid}\n")
         self._await_generation(10.0)
 
     def _upstreams(self, ports: list[int]) -> dict[str, list[int]]:
@@ -524,7 +528,7 @@ def run(args) -> int:
     log("routes: " + ", ".join(f"{r.host or '*'} {r.path} ({r.path_type}) -> service {r.service}:{r.service_port} "
                                f"-> container port {r.container_port}" for r in routes))
 
-    work = tempfile.mkdtemp(prefix="sremini-rollout-")
+    work = tempfile.mkdtemp(prefix="sremini-rollout-", dir=args.tmp_root)
     ports = [_free_port(), _free_port()]
     proxy = ingress.ProxySettings(listen_port=ports[0], control_port=ports[1], keepalive=args.connections,
                                   worker_connections=4 * args.connections + 64,
@@ -790,6 +794,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=int, default=220, help="the whole drill, start to cleanup")
     ap.add_argument("--results", help="write the figures as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, nginx.conf)")
+    ap.add_argument("--tmp-root", help="make the work directory here (default: the system temp dir)")
     args = ap.parse_args(argv)
 
     def abort(signum, _frame):
