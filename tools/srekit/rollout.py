@@ -44,8 +44,8 @@ import yaml
 
 from srekit import deployment, ingress
 from srekit import pod as harness
-from srekit.manifest import PodSpec
 from srekit.keepalive_load import ProcessLoad
+from srekit.manifest import PodSpec
 
 # Unprivileged identities when the drill runs as root: nginx as nobody (as a non-root CI runner would run it),
 # the replicas as the pod's runAsUser.

@@ -3,12 +3,13 @@
 Run: PYTHONPATH=tools python3 -m unittest srekit.test_rollout
 """
 
+import asyncio
 import os
 import unittest
 
 import yaml
 
-from srekit import deployment, ingress
+from srekit import deployment, ingress, keepalive_load
 from srekit.ingress import Route
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -125,3 +126,39 @@ class ControllerTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ResponseReaderTest(unittest.TestCase):
+    """The load's reader decides what is a failure and what may be sent again, so its edges are pinned here."""
+
+    def read(self, data: bytes, eof: bool = True):
+        async def go():
+            r = asyncio.StreamReader()
+            r.feed_data(data)
+            if eof:
+                r.feed_eof()
+            return await keepalive_load._read_response(r)
+
+        return asyncio.run(go())
+
+    def test_cases(self):
+        cases = [
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", (200, False)),
+            (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", (200, True)),
+            (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", (200, True)),
+            (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 4\r\n\r\nnope", (502, False)),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", (200, False)),
+            (b"HTTP/1.1 200 OK\r\n\r\nuntil close", (200, True)),
+        ]
+        for data, want in cases:
+            self.assertEqual(self.read(data), want, data)
+
+    def test_nothing_before_eof_may_be_sent_again(self):
+        with self.assertRaises(keepalive_load._Closed):
+            self.read(b"")
+
+    def test_a_partial_response_is_a_failure_not_a_reopen(self):
+        with self.assertRaises(ConnectionError):
+            self.read(b"HTTP/1.1 200 OK\r\nContent-")
+        with self.assertRaises(ValueError):
+            self.read(b"SSH-2.0-x\r\n\r\n")
