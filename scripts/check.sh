@@ -29,7 +29,7 @@ runtime_tree_is_the_budget() {
     echo "the runtime tree changed: adding a crate needs an issue that asks for it"; return 1; }
 }
 
-steps_all=(fmt clippy unsafe tree tests metrics alerts drill pod k8s container supply-chain fuzz)
+steps_all=(fmt clippy unsafe tree tests metrics alerts drill pod rollout k8s container supply-chain fuzz)
 run_step() {
   case "$1" in
     fmt) cargo fmt --all -- --check ;;
@@ -42,6 +42,7 @@ run_step() {
     alerts) bash scripts/check-alerts.sh ;;
     drill) bash scripts/drill-burn.sh ;;
     pod) bash scripts/drill-pod.sh ;;
+    rollout) bash scripts/check-rollout.sh ;;
     k8s) bash scripts/check-k8s.sh ;;
     container) bash scripts/container-contract.sh ;;
     supply-chain) bash scripts/check-supply-chain.sh ;;

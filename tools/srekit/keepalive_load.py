@@ -1,0 +1,273 @@
+"""A steady keep-alive HTTP/1.1 load on 127.0.0.1 that records every request and every failure.
+
+N persistent connections, each sending one GET after another, started evenly over one `stagger` so the request
+rate is steady. Every request is recorded with its start and end time and its outcome: `ok` (2xx), `status:<code>`,
+`timeout`, `connect:<error>`, `reset`, `eof` or `protocol:<detail>`. `Load` runs in a thread (an asyncio loop);
+`ProcessLoad` spreads the connections over several processes. Either way a drill rolls pods while it runs, then
+counts per time window.
+
+One client rule, the one RFC 9112 section 9.3.1 allows and browsers, Go's net/http and curl follow: when a
+connection that has already carried a response is closed by the server before any byte of the next response
+arrives, the request never reached the proxy's request processing (a proxy closes only idle keep-alive
+connections), so it is sent again once on a new connection. srekit.rollout checks that claim against nginx's log. That is counted apart, as `reopened`, never hidden
+and never a failure. A second attempt that fails is a failure. Any answer from the proxy, 502 included, is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import multiprocessing
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Record:
+    start: float  # time.monotonic()
+    end: float
+    outcome: str  # "ok" or the failure kind
+    rid: str  # the X-Drill-Id of the attempt that decided the outcome
+
+
+@dataclass
+class Window:
+    requests: int
+    failures: Counter
+    reopened: int
+    latency_p50: float  # seconds, answered requests only
+    latency_p99: float
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+
+class _Closed(Exception):
+    """The connection ended before any byte of the response (candidate for the one retry)."""
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Reads one response; returns (status, connection_close). Raises _Closed on EOF before any byte."""
+    try:
+        first = await reader.read(1)
+    except ConnectionResetError:
+        raise _Closed() from None
+    if not first:
+        raise _Closed()
+    try:
+        head = first + await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        raise ConnectionError("eof in response head") from None
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"bad status line {lines[0]!r}")
+    status = int(parts[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    close = headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0"
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")  # no trailers expected: the final CRLF
+                break
+            await reader.readexactly(size + 2)
+    elif "content-length" in headers:
+        await reader.readexactly(int(headers["content-length"]))
+    elif status not in (204, 304) and not 100 <= status < 200:
+        await reader.read()  # delimited by close
+        close = True
+    return status, close
+
+
+@dataclass
+class Load:
+    """Keep-alive load against http://127.0.0.1:<port><path> with the given Host header, in this process."""
+
+    port: int
+    path: str
+    host: str
+    connections: int
+    timeout: float  # per request, from sending to the end of the body
+    stagger: float  # the connections start evenly over this many seconds
+    tag: str = ""  # prefix of every X-Drill-Id this load sends
+    records: list[Record] = field(default_factory=list)
+    reopens: list[tuple[float, str]] = field(default_factory=list)  # (when, X-Drill-Id of the attempt)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
+        self._thread.start()
+
+    def stop(self, wait: float) -> None:
+        """Stops sending; each connection finishes the request it has in flight (bounded by `timeout`)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(wait)
+            if self._thread.is_alive():
+                raise RuntimeError(f"the load did not stop within {wait} s")
+        if self._error is not None:
+            raise RuntimeError(f"the load crashed: {self._error!r}")
+
+    def window(self, t0: float, t1: float) -> Window:
+        """Requests that ended in [t0, t1], their failures by kind, and reopened keep-alive connections."""
+        rs = [r for r in list(self.records) if t0 <= r.end <= t1]
+        lat = sorted(r.end - r.start for r in rs if r.outcome == "ok" or r.outcome.startswith("status:"))
+        return Window(
+            requests=len(rs),
+            failures=Counter(r.outcome for r in rs if r.outcome != "ok"),
+            reopened=sum(1 for t, _ in list(self.reopens) if t0 <= t <= t1),
+            latency_p50=lat[len(lat) // 2] if lat else 0.0,
+            latency_p99=lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0,
+        )
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as e:  # reported by stop()
+            self._error = e
+
+    async def _main(self) -> None:
+        await asyncio.gather(*(self._conn(i) for i in range(self.connections)))
+
+    async def _conn(self, i: int) -> None:
+        await asyncio.sleep(self.stagger * i / max(1, self.connections))
+        reader = writer = None
+        served = 0  # responses carried by the current connection
+        seq = 0
+        while not self._stop.is_set():
+            seq += 1
+            start = time.monotonic()
+            outcome = "ok"
+            for attempt in (1, 2):
+                # Every attempt carries its own id, so the proxy's access log can be matched to this record.
+                rid = f"{self.tag}{i}.{seq}.{attempt}"
+                request = (f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUser-Agent: srekit-load\r\n"
+                           f"X-Drill-Id: {rid}\r\n\r\n").encode()
+                if writer is None:
+                    try:
+                        async with asyncio.timeout(self.timeout):
+                            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    except asyncio.TimeoutError:
+                        outcome = "connect:timeout"
+                        break
+                    except OSError as e:
+                        outcome = "connect:" + type(e).__name__
+                        break
+                    served = 0
+                try:
+                    try:
+                        writer.write(request)
+                        await writer.drain()
+                    except (BrokenPipeError, ConnectionResetError):
+                        raise _Closed() from None
+                    # asyncio.timeout, not wait_for: wait_for costs a task per request, and the client's CPU
+                    # is what bounds the request rate on a busy machine.
+                    async with asyncio.timeout(self.timeout):
+                        status, close = await _read_response(reader)
+                    served += 1
+                    outcome = "ok" if 200 <= status < 300 else f"status:{status}"
+                    if close:
+                        writer.close()
+                        reader = writer = None
+                    break
+                except _Closed:
+                    reused = served > 0
+                    writer.close()
+                    reader = writer = None
+                    if reused and attempt == 1:
+                        self.reopens.append((time.monotonic(), rid))
+                        continue
+                    outcome = "eof"
+                    break
+                except asyncio.TimeoutError:
+                    outcome = "timeout"
+                except (ConnectionError, OSError, asyncio.IncompleteReadError):
+                    outcome = "reset"
+                except (ValueError, asyncio.LimitOverrunError) as e:
+                    outcome = "protocol:" + type(e).__name__
+                writer.close()
+                reader = writer = None
+                break
+            self.records.append(Record(start, time.monotonic(), outcome, rid))
+            if outcome.startswith("connect:"):
+                await asyncio.sleep(0.05)  # a refused connect must not become a busy loop
+        if writer is not None:
+            writer.close()
+
+
+def _child(params: dict, stop, results, max_seconds: float) -> None:
+    # Die with the drill even if it is killed outright (PR_SET_PDEATHSIG = 1), and never outlive max_seconds.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    load = Load(**params)
+    load.start()
+    stop.wait(max_seconds)
+    load.stop(load.timeout + 5)
+    results.put(([(r.start, r.end, r.outcome, r.rid) for r in load.records], load.reopens))
+
+
+class ProcessLoad:
+    """The same load spread over several processes, so that on a busy machine the client is not what limits the
+    request rate (one Python process gets one core at most). time.monotonic() is system-wide, so the records of
+    every process share one clock."""
+
+    def __init__(self, port: int, path: str, host: str, connections: int, timeout: float, stagger: float,
+                 tag: str, processes: int, max_seconds: float):
+        self.tag = tag
+        self.timeout = timeout
+        self.records: list[Record] = []
+        self.reopens: list[tuple[float, str]] = []
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        self._results = ctx.Queue()
+        share = [connections // processes + (1 if k < connections % processes else 0) for k in range(processes)]
+        self._procs = [
+            ctx.Process(target=_child, name=f"load-{k}", daemon=True,
+                        args=(dict(port=port, path=path, host=host, connections=n, timeout=timeout,
+                                   stagger=stagger, tag=f"{tag}{k}-"), self._stop, self._results, max_seconds))
+            for k, n in enumerate(share) if n
+        ]
+
+    def start(self) -> None:
+        for p in self._procs:
+            p.start()
+
+    def stop(self, wait: float) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + wait
+        for _ in self._procs:
+            try:
+                records, reopens = self._results.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"a load process did not report within {wait} s") from None
+            self.records += [Record(*r) for r in records]
+            self.reopens += [tuple(x) for x in reopens]
+        for p in self._procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join()
+                raise RuntimeError(f"{p.name} did not exit")
+            if p.exitcode != 0:
+                raise RuntimeError(f"{p.name} exited {p.exitcode}")
+
+    def kill(self) -> None:
+        for p in self._procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+    window = Load.window
