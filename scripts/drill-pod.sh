@@ -9,6 +9,8 @@ cd "$ROOT"
 need_pip yamllint yamllint   # brings PyYAML, which the manifest reader imports
 python3 -c 'import yaml' 2>/dev/null || die "python3 cannot import yaml after installing yamllint"
 [ "$(id -u)" -eq 0 ] || die "the pod drills create cgroups and must run as root"
+say "pod harness: table tests (quantities, the manifest, cgroup v1 and v2 writes on a fake cgroupfs)"
+PYTHONPATH=tools python3 -m unittest srekit.test_pod
 BIN=$(release_binary)
 PYTHONPATH=tools SRE_MINI_BIN="$BIN" python3 -m srekit.pod check
 PYTHONPATH=tools SRE_MINI_BIN="$BIN" timeout 900 python3 -m srekit.pod_drills "$@"
