@@ -8,6 +8,12 @@ Subcommands (each prints what it checked and exits 1 with one "FAIL:" line per p
                                            a heading of the runbook (GitHub's slug rules)
   coverage   ALERTS TESTDIR                every alerting rule has a unit test in which it fires and one in which its
                                            alert must not fire; every recording rule is read by an alert
+  testlabels MANIFEST TESTDIR              every input series of a scraped metric (http_*, sremini_*, up) in the unit
+                                           tests carries exactly the target labels the operator's relabelling of
+                                           the manifest's ServiceMonitor gives a pod (tools/srekit/scrape.py)
+  routes     ALERTS ALERTMANAGER.yml       `amtool config routes test` for every alerting rule: in namespace sre-mini it
+                                           reaches the receiver its severity names; the same alert from another
+                                           namespace reaches none of ours
   metrics    ALERTS FRESH.txt LIVE.txt     every metric a rule names is recorded by a rule, exported by the binary or
                                            in the documented allow-list below; every selector on an exported metric
                                            matches a live series; every series an absent() expects exists on a fresh
@@ -21,7 +27,8 @@ import sys
 import yaml
 
 BASE_URL = "https://github.com/sre-mini/sre-mini/blob/main/runbooks/incident.md#"
-SEVERITIES = {"page", "ticket"}
+# The ecosystem's severities (kube-prometheus, the mixins) and what each means here (label urgency).
+SEVERITIES = {"critical": "page", "warning": "ticket", "info": "none"}
 
 # Metrics the rules may name that the sre-mini binary does not export. Each one is documented upstream:
 # - up: synthesised by Prometheus for every scrape target
@@ -38,6 +45,8 @@ ALLOW = {
     "kube_pod_container_status_waiting_reason": "kube-state-metrics: container waiting reason",
     "kube_deployment_status_replicas_available": "kube-state-metrics: available replicas",
     "kube_deployment_spec_replicas": "kube-state-metrics: desired replicas",
+    "kube_deployment_status_replicas_updated": "kube-state-metrics: replicas running the current template",
+    "kube_deployment_status_condition": "kube-state-metrics: Deployment conditions (condition, status labels)",
 }
 # Labels Prometheus attaches to every scraped series (target labels), so /metrics itself never carries them.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "container"}
@@ -159,7 +168,10 @@ def cmd_structure(alerts, runbook):
         ann = rule.get("annotations") or {}
         if labels.get("severity") not in SEVERITIES:
             fail(f"{rid}: label severity must be one of {sorted(SEVERITIES)}, is {labels.get('severity')!r}")
-        is_burn = "ratio_rate" in rule["expr"]
+        elif labels.get("urgency") != SEVERITIES[labels["severity"]]:
+            fail(f"{rid}: severity {labels['severity']} needs urgency {SEVERITIES[labels['severity']]!r}, "
+                 f"has {labels.get('urgency')!r}")
+        is_burn = re.search(r"Budget(Fast|Slow)Burn$", rule["alert"]) is not None
         if is_burn and not ("long" in labels and "short" in labels):
             fail(f"{rid}: a burn-rate alert needs labels long and short (the windows it compares)")
         if is_burn:
@@ -217,9 +229,19 @@ def cmd_coverage(alerts, testdir):
     for name in sorted(set(fired) | quiet):
         if name not in known:
             fail(f"unit tests name alert {name}, which alerts.yaml does not define")
+    # A recording rule is read when an alert reads it, or a recording rule that is read does (transitively).
     exprs = " ".join(r["expr"] for r in alerting)
+    rec_expr = {r["record"]: r["expr"] for _, r in all_rules(obj) if "record" in r}
+    read, changed = set(), True
+    while changed:
+        changed = False
+        text = exprs + " " + " ".join(rec_expr[r] for r in read)
+        for rec in records:
+            if rec not in read and re.search(re.escape(rec) + r"(?![\w:])", text):
+                read.add(rec)
+                changed = True
     for rec in records:
-        if not re.search(re.escape(rec) + r"(?![\w:])", exprs):
+        if rec not in read:
             fail(f"recording rule {rec} is read by no alert")
     finish("coverage")
     print(f"coverage: {len(alerting)} alerting rules ({len(known)} alerts) each fire in a unit test and have a "
@@ -348,8 +370,74 @@ def cmd_metrics(alerts, fresh_path, live_path):
           f"recorded by rules: {len([n for n in used if n in records])}; unknown: {len(unknown)}")
 
 
+# ------------------------------------------------------------------------------------------------ testlabels ----
+def cmd_testlabels(manifest, testdir):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+    from srekit.scrape import Model
+
+    model = Model(manifest)
+    n, namespaces = 0, set()
+    for name in sorted(f for f in os.listdir(testdir) if f.endswith(".yaml")):
+        with open(os.path.join(testdir, name), encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+        for test in doc.get("tests", []):
+            for inp in test.get("input_series", []):
+                m = re.match(r"([A-Za-z_:][\w:]*)\{(.*)\}$", inp["series"].strip())
+                if not m:
+                    fail(f"{name}: {test['name']}: cannot parse series {inp['series']!r}")
+                    continue
+                metric = m.group(1)
+                if not (metric.startswith(("http_", "sremini_")) or metric == "up"):
+                    continue
+                n += 1
+                labels = dict(re.findall(r'([A-Za-z_]\w*)="((?:[^"\\]|\\.)*)"', m.group(2)))
+                ns = labels.get("namespace", "")
+                want = model.target_labels(ns or "sre-mini")
+                have = {k: v for k, v in labels.items() if k in want}
+                if set(have) != set(want):
+                    fail(f"{name}: {test['name']}: {metric} lacks target labels {sorted(set(want) - set(have))} "
+                         f"that every scraped series carries")
+                    continue
+                namespaces.add(ns)
+                if have["job"] != want["job"]:
+                    continue  # another Service's pod (noise the SLIs must ignore), shaped the same way
+                if not any(model.target_labels(ns, i) == have for i in range(10)):
+                    fail(f"{name}: {test['name']}: {metric} target labels {have} are not what the relabelling of "
+                         f"{manifest}'s ServiceMonitor gives a pod of namespace {ns} (e.g. {want})")
+    finish("testlabels")
+    print(f"testlabels: {n} input series of scraped metrics carry the operator's target labels derived from "
+          f"{manifest} (namespaces {', '.join(sorted(namespaces))})")
+
+
+# ---------------------------------------------------------------------------------------------------- routes ----
+RECEIVER = {"critical": "sre-mini/sre-mini/page", "warning": "sre-mini/sre-mini/ticket", "info": "sre-mini/sre-mini/info"}
+
+
+def cmd_routes(alerts, am_config):
+    import subprocess
+
+    obj = load_rule(alerts)
+    n = 0
+    for _, rule in all_rules(obj):
+        if "alert" not in rule:
+            continue
+        labels = {k: str(v) for k, v in (rule.get("labels") or {}).items()}
+        for ns, want in (("sre-mini", RECEIVER.get(labels.get("severity"), "?")), ("sre-mini-staging", "null")):
+            lab = {"alertname": rule["alert"], "job": "sre-mini", **labels, "namespace": ns}
+            args = ["amtool", "config", "routes", "test", "--config.file", am_config, f"--verify.receivers={want}"]
+            args += [f"{k}={v}" for k, v in sorted(lab.items())]
+            res = subprocess.run(args, capture_output=True, text=True)
+            n += 1
+            got = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else res.stderr.strip()
+            if res.returncode != 0:
+                fail(f"{rule_id(rule)} in namespace {ns}: amtool routes it to {got!r}, want {want!r}")
+    finish("routes")
+    print(f"routes: {n} `amtool config routes test` cases passed (every alerting rule in namespace sre-mini reaches "
+          f"the receiver of its severity, and from namespace sre-mini-staging none of ours)")
+
+
 def main():
-    cmds = {"schema": (cmd_schema, 2), "structure": (cmd_structure, 2), "coverage": (cmd_coverage, 2),
+    cmds = {"routes": (cmd_routes, 2), "testlabels": (cmd_testlabels, 2), "schema": (cmd_schema, 2), "structure": (cmd_structure, 2), "coverage": (cmd_coverage, 2),
             "metrics": (cmd_metrics, 3)}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds or len(sys.argv) != 2 + cmds[sys.argv[1]][1]:
         print(__doc__, file=sys.stderr)

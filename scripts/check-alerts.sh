@@ -9,7 +9,12 @@
 #   6. every alert has severity, long/short (burn alerts), summary, a description with $value, and a runbook_url
 #      whose anchor is a heading of runbooks/incident.md;
 #   7. every alerting rule fires in a unit test and has a must-not-fire case; every recording rule is read;
-#   8. every metric a rule names is exported by the real binary (live /metrics, PORT=0) or recorded by a rule or in
+#   8. the unit tests' input series carry the target labels the operator's relabelling of k8s.yaml's ServiceMonitor
+#      gives a pod (tools/srekit/scrape.py; the drill proves a real Prometheus produces them);
+#   9. alerts/alertmanager/alertmanager.yml is the operator's translation of alertmanagerconfig.yaml (regenerated
+#      and compared), `amtool check-config` accepts it, and `amtool config routes test` sends every alert to the
+#      receiver of its severity (and another namespace's copy to none of ours);
+#  10. every metric a rule names is exported by the real binary (live /metrics, PORT=0) or recorded by a rule or in
 #      the documented kube-state-metrics / Prometheus allow-list (alerts/check-rules.py); every selector matches a
 #      live series; the series absent() expects exist before the first request.
 # The end-to-end drill (a real Prometheus firing the page) is scripts/drill-burn.sh.
@@ -20,6 +25,7 @@ cd "$ROOT"
 t0=$(date +%s)
 SCHEMA_DIR="${SCHEMA_DIR:-$SHARED_DIR/schemas}"
 need_apt promtool prometheus
+need_apt amtool prometheus-alertmanager
 need_apt curl curl
 need_pip yamllint yamllint        # brings PyYAML, which the Python helpers import
 need_pip jsonschema jsonschema
@@ -67,6 +73,18 @@ python3 alerts/check-rules.py structure alerts/alerts.yaml runbooks/incident.md
 
 say "alerts: unit-test coverage"
 python3 alerts/check-rules.py coverage alerts/alerts.yaml alerts/tests
+
+say "alerts: unit-test series carry the operator's target labels"
+python3 alerts/check-rules.py testlabels k8s.yaml alerts/tests
+
+say "alerts: Alertmanager routing (AlertmanagerConfig and alertmanager.yml)"
+yamllint --strict -c .yamllint.yaml alerts/alertmanager/ || die "yamllint found problems in alerts/alertmanager/"
+PYTHONPATH=tools python3 -m srekit.amconfig render alerts/alertmanager/alertmanagerconfig.yaml >"$tmp/alertmanager.yml"
+cmp -s "$tmp/alertmanager.yml" alerts/alertmanager/alertmanager.yml \
+  || die "alerts/alertmanager/alertmanager.yml differs from its AlertmanagerConfig's translation: run PYTHONPATH=tools python3 -m srekit.amconfig render alerts/alertmanager/alertmanagerconfig.yaml > alerts/alertmanager/alertmanager.yml"
+echo "alertmanager.yml is the translation of alertmanagerconfig.yaml"
+amtool check-config alerts/alertmanager/alertmanager.yml || die "amtool check-config rejected alerts/alertmanager/alertmanager.yml"
+python3 alerts/check-rules.py routes alerts/alerts.yaml alerts/alertmanager/alertmanager.yml
 
 say "alerts: metric names against the live binary"
 bin=$(release_binary)

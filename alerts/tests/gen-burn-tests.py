@@ -19,6 +19,12 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALERTS = os.path.join(HERE, "..", "alerts.yaml")
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+from srekit.scrape import Model, selector  # noqa: E402  (the label sets the operator's relabelling gives a pod)
+
+POD = Model(os.path.join(HERE, "..", "..", "k8s.yaml")).target_labels("sre-mini")
+# Another Service's pod in the same namespace, scraped the same way: its /work errors are not ours.
+OTHER = {**POD, "job": "other", "service": "other", "pod": "other-5d4c3b2a19-qwert", "instance": "10.244.1.99:8080"}
 DEFAULT_OUT = os.path.join(HERE, "burn.test.yaml")
 
 PER_MIN = 10000  # /work requests per minute in every case (all GET/HEAD /work responses, 4xx included)
@@ -68,44 +74,50 @@ def availability_series(bad, minutes):
     ok_head = 1000
     client_err = 500  # GET /work answered 400 (bad cpu_ms): not a 5xx, so a good event
     ok_get = PER_MIN - bad - ok_head - client_err
-    s = 'http_requests_total{job="sre-mini",route="/work",method="%s",code="%s"}'
+    def s(method, code, route="/work", labels=POD):
+        return "http_requests_total" + selector(labels, route=route, method=method, code=code)
+
     return [
-        {"series": s % ("GET", "200"), "values": counter(ok_get, minutes)},
-        {"series": s % ("GET", "500"), "values": counter(e500_get, minutes)},
-        {"series": s % ("GET", "503"), "values": counter(e503_get, minutes)},
-        {"series": s % ("HEAD", "200"), "values": counter(ok_head, minutes)},
-        {"series": s % ("HEAD", "500"), "values": counter(e500_head, minutes)},
-        {"series": s % ("HEAD", "503"), "values": counter(0, minutes)},
-        {"series": s % ("GET", "400"), "values": counter(client_err, minutes)},
-        {"series": s % ("POST", "405"), "values": counter(500, minutes)},
-        {"series": 'http_requests_total{job="sre-mini",route="/readyz",method="GET",code="503"}', "values": counter(5000, minutes)},
-        {"series": 'http_requests_total{job="sre-mini",route="/fail/work",method="POST",code="500"}', "values": counter(5000, minutes)},
-        {"series": 'http_requests_total{job="other",route="/work",method="GET",code="500"}', "values": counter(5000, minutes)},
+        {"series": s("GET", "200"), "values": counter(ok_get, minutes)},
+        {"series": s("GET", "500"), "values": counter(e500_get, minutes)},
+        {"series": s("GET", "503"), "values": counter(e503_get, minutes)},
+        {"series": s("HEAD", "200"), "values": counter(ok_head, minutes)},
+        {"series": s("HEAD", "500"), "values": counter(e500_head, minutes)},
+        {"series": s("HEAD", "503"), "values": counter(0, minutes)},
+        {"series": s("GET", "400"), "values": counter(client_err, minutes)},
+        {"series": s("POST", "405"), "values": counter(500, minutes)},
+        {"series": s("GET", "503", route="/readyz"), "values": counter(5000, minutes)},
+        {"series": s("POST", "500", route="/fail/work"), "values": counter(5000, minutes)},
+        {"series": s("GET", "500", labels=OTHER), "values": counter(5000, minutes)},
     ]
 
 
 def latency_series(bad, minutes):
-    b = 'http_request_duration_seconds_bucket{job="sre-mini",route="/work",method="%s",le="%s"}'
-    c = 'http_request_duration_seconds_count{job="sre-mini",route="/work",method="%s"}'
+    def b(method, le, route="/work", labels=POD):
+        return "http_request_duration_seconds_bucket" + selector(labels, route=route, method=method, le=le)
+
+    def c(method, route="/work", labels=POD):
+        return "http_request_duration_seconds_count" + selector(labels, route=route, method=method)
+
     head = 1000
     get = PER_MIN - head
     return [
-        {"series": b % ("GET", "2.1"), "values": counter(get - bad - 100, minutes)},
-        {"series": b % ("GET", "2.5"), "values": counter(get - bad, minutes)},
-        {"series": b % ("GET", "+Inf"), "values": counter(get, minutes)},
-        {"series": c % "GET", "values": counter(get, minutes)},
-        {"series": b % ("HEAD", "2.1"), "values": counter(head, minutes)},
-        {"series": b % ("HEAD", "2.5"), "values": counter(head, minutes)},
-        {"series": b % ("HEAD", "+Inf"), "values": counter(head, minutes)},
-        {"series": c % "HEAD", "values": counter(head, minutes)},
+        {"series": b("GET", "2.1"), "values": counter(get - bad - 100, minutes)},
+        {"series": b("GET", "2.5"), "values": counter(get - bad, minutes)},
+        {"series": b("GET", "+Inf"), "values": counter(get, minutes)},
+        {"series": c("GET"), "values": counter(get, minutes)},
+        {"series": b("HEAD", "2.1"), "values": counter(head, minutes)},
+        {"series": b("HEAD", "2.5"), "values": counter(head, minutes)},
+        {"series": b("HEAD", "+Inf"), "values": counter(head, minutes)},
+        {"series": c("HEAD"), "values": counter(head, minutes)},
         # Slow probes and another job's slow requests are outside the SLI.
-        {"series": 'http_request_duration_seconds_bucket{job="sre-mini",route="/readyz",method="GET",le="2.5"}',
+        {"series": b("GET", "2.5", route="/readyz"),
          "values": counter(0, minutes)},
-        {"series": 'http_request_duration_seconds_count{job="sre-mini",route="/readyz",method="GET"}',
+        {"series": c("GET", route="/readyz"),
          "values": counter(5000, minutes)},
-        {"series": 'http_request_duration_seconds_bucket{job="other",route="/work",method="GET",le="2.5"}',
+        {"series": b("GET", "2.5", labels=OTHER),
          "values": counter(0, minutes)},
-        {"series": 'http_request_duration_seconds_count{job="other",route="/work",method="GET"}',
+        {"series": c("GET", labels=OTHER),
          "values": counter(5000, minutes)},
     ]
 
@@ -115,7 +127,7 @@ def expected(rules, alert, slo, longs, pct):
     for long in longs:
         rule = rules[(alert, long)]
         labels = dict(rule["labels"])
-        labels["job"] = "sre-mini"
+        labels.update(job=POD["job"], namespace=POD["namespace"])
         ann = dict(rule["annotations"])
         ann["description"] = ann["description"].replace("{{ $value | humanizePercentage }}", pct)
         assert labels["slo"] == slo and labels["short"] == SHORT[long]
