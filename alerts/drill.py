@@ -3,25 +3,39 @@
 
 Against TARGET (an sre-mini) and PROM (a Prometheus that scrapes it as job="sre-mini" and evaluates
 alerts/alerts.yaml), both on loopback:
-  1. wait until Prometheus scrapes the target and the rules are loaded;
+  1. wait until Prometheus scrapes the target and the rules are loaded; with --manifest, check that the scraped
+     series carry the target labels the operator's relabelling of the manifest gives (tools/srekit/scrape.py);
   2. drive GET /work with a few bounded client threads and wait until the 5m error ratio is recorded;
   3. POST /fail/work?ratio=RATIO and poll /api/v1/alerts until ALERT {long="1h"} is firing;
-  4. POST /recover/work and show the 5m recording rule falling.
-Exits 0 when the alert fired and the ratio fell within their bounded waits, 1 otherwise. Every loop is bounded in
-time; the traffic threads also stop after MAX_REQUESTS requests.
+  4. with --alertmanager and --webhook: the page reaches the webhook receiver (labels, runbook URL) within the
+     rule's `for` plus one evaluation and the group wait of its pending start; with --staging-target too (a copy in
+     namespace sre-mini-staging whose Deployment reports no ready pod, so SreMiniNoReadyPods fires there): the
+     same fault on staging fires its burn page in Prometheus, Alertmanager marks it inhibited, and the webhook never
+     receives it, while staging's NoReadyPods page does arrive;
+  5. POST /recover/work and show the 5m recording rule falling.
+Exits 0 when every step passed within its bounded wait, 1 otherwise. Every loop is bounded in time; the traffic
+threads also stop after MAX_REQUESTS requests.
 """
 import argparse
 import http.client
 import json
+import re
 import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
 
-RATIO_5M = 'job:sremini_work_errors:ratio_rate5m{job="sre-mini"}'
-RATIO_1H = 'job:sremini_work_errors:ratio_rate1h{job="sre-mini"}'
+import os
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+
+NS = "sre-mini"
+STAGING_NS = "sre-mini-staging"
+RATIO_5M = f'namespace_job:sremini_work_errors:ratio_rate5m{{job="sre-mini",namespace="{NS}"}}'
+RATIO_1H = f'namespace_job:sremini_work_errors:ratio_rate1h{{job="sre-mini",namespace="{NS}"}}'
 MAX_REQUESTS = 500_000
+EVAL_S = 1.0  # the local Prometheus' evaluation interval (scripts/drill-burn.sh)
 
 
 def log(msg):
@@ -57,6 +71,44 @@ def query(prom, expr):
 def alerts(prom, name):
     d = get_json(f"{prom}/api/v1/alerts")
     return [a for a in d["data"]["alerts"] if a["labels"].get("alertname") == name]
+
+
+def am_alerts(am):
+    return get_json(f"{am}/api/v2/alerts")
+
+
+def received(webhook):
+    return get_json(f"{webhook}/received")
+
+
+def notified(webhook, alertname, namespace, path=None):
+    """(arrival time, notification, alert) of the first webhook delivery carrying a firing ALERTNAME of NAMESPACE."""
+    for n in received(webhook):
+        if path and n["path"] != path:
+            continue
+        for a in n["payload"].get("alerts", []):
+            lab = a.get("labels", {})
+            if lab.get("alertname") == alertname and lab.get("namespace") == namespace and a.get("status") == "firing":
+                return n["at"], n, a
+    return None
+
+
+def check_target_labels(prom, manifest, namespaces):
+    """The labels of up{job="sre-mini"} per namespace are what the operator's relabelling gives (bar instance)."""
+    from srekit.scrape import Model
+
+    model = Model(manifest)
+    d = get_json(f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": 'up{job="sre-mini"}'}))
+    got = {r["metric"].get("namespace"): r["metric"] for r in d["data"]["result"]}
+    for ns in namespaces:
+        want = model.target_labels(ns)
+        have = dict(got.get(ns) or {})
+        have.pop("__name__", None)
+        if set(have) != set(want) or any(have[k] != want[k] for k in want if k != "instance"):
+            sys.exit(f"FAIL: up{{namespace={ns!r}}} carries {have}; the relabelling of {manifest} should give {want} "
+                     "(instance aside)")
+    log(f"scraped series carry the operator's target labels: {sorted(got[namespaces[0]])} "
+        f"(checked for {', '.join(namespaces)})")
 
 
 def fmt(v):
@@ -121,6 +173,17 @@ class Traffic:
             w.join(timeout=15)
 
 
+def parse_ts(ts):
+    """RFC 3339 from Prometheus (nanoseconds, Z or offset) as UNIX seconds."""
+    import datetime
+
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", ts)
+    if not m:
+        raise ValueError(f"unparsable timestamp {ts!r}")
+    base = datetime.datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00")))
+    return base.timestamp() + float("0" + (m.group(2) or ".0"))
+
+
 def wait_until(what, timeout, step, fn):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -143,15 +206,29 @@ def main():
     p.add_argument("--step", type=float, default=3, help="seconds between ratio samples after recovery")
     p.add_argument("--setup-timeout", type=float, default=60)
     p.add_argument("--mode", default="local")
+    p.add_argument("--manifest", help="k8s.yaml: check the scraped series' target labels against it")
+    p.add_argument("--staging-target", help="an sre-mini scraped as namespace sre-mini-staging (inhibition case)")
+    p.add_argument("--alertmanager", help="the Alertmanager Prometheus sends to")
+    p.add_argument("--webhook", help="the webhook receiver (srekit.webhook) Alertmanager notifies")
+    p.add_argument("--group-wait", type=float, default=0, help="seconds, of the page route in that Alertmanager")
+    p.add_argument("--check-docs", metavar="ROOT",
+                   help="while the fault runs, run every PromQL expression of ROOT's runbooks/ and docs/ and every "
+                        "panel query of the dashboard against PROM (tools/srekit/doccheck.py, dashboard.py)")
     a = p.parse_args()
     target, prom = a.target.rstrip("/"), a.prom.rstrip("/")
     loopback_only(target)
     loopback_only(prom)
+    for u in (a.staging_target, a.alertmanager, a.webhook):
+        if u:
+            loopback_only(u)
+    if bool(a.alertmanager) != bool(a.webhook) or (a.staging_target and not a.webhook):
+        sys.exit("FAIL: --alertmanager and --webhook go together, and --staging-target needs both")
     t_start = time.monotonic()
 
     # 1. Prometheus sees the target and has our rules.
-    wait_until('up{job="sre-mini"} == 1 in Prometheus', a.setup_timeout, 1,
-               lambda: query(prom, 'max(up{job="sre-mini"})') == 1.0)
+    n_targets = 2 if a.staging_target else 1
+    wait_until(f'{n_targets} target(s) with up{{job="sre-mini"}} == 1 in Prometheus', a.setup_timeout, 1,
+               lambda: (query(prom, 'count(up{job="sre-mini"} == 1)') or 0) >= n_targets)
     groups = get_json(f"{prom}/api/v1/rules")["data"]["groups"]
     rules = [r for g in groups for r in g["rules"]]
     fast = [r for r in rules if r.get("name") == a.alert and r.get("labels", {}).get("long") == "1h"]
@@ -160,6 +237,20 @@ def main():
                  f"loaded (check its labels against the Prometheus' ruleSelector)")
     rule_for = fast[0].get("duration", 0)
     log(f"Prometheus scrapes job sre-mini and has {len(rules)} rules loaded; {a.alert}{{long=1h}} has for: {rule_for:g}s")
+    if a.manifest:
+        check_target_labels(prom, a.manifest, [NS] + ([STAGING_NS] if a.staging_target else []))
+    if a.staging_target:
+        # Staging's inhibitor must be firing in Alertmanager before staging's burn page can fire: it has the same
+        # `for` (2m), so give it a head start of 15 s (its condition holds from Prometheus' first evaluation).
+        def inhibitor_pending():
+            mine = [x for x in alerts(prom, "SreMiniNoReadyPods") if x["labels"].get("namespace") == STAGING_NS]
+            if not mine:
+                return None
+            active = time.time() - parse_ts(mine[0]["activeAt"])
+            return active >= 15 and mine[0]
+        wait_until("SreMiniNoReadyPods{namespace=sre-mini-staging} pending for 15 s", a.setup_timeout, 1,
+                   inhibitor_pending)
+        log("SreMiniNoReadyPods{namespace=sre-mini-staging} is pending (kube-state-metrics stand-in: 0 available)")
     firing = [x for x in alerts(prom, a.alert) if x["state"] == "firing"]
     if firing:
         sys.exit(f"FAIL: {a.alert} is already firing; recover the target (POST /recover/work) and wait for it to "
@@ -169,6 +260,10 @@ def main():
     budget = a.setup_timeout + a.fire_timeout + a.fall_timeout + 60
     traffic = Traffic(target, a.threads, time.monotonic() + budget)
     traffic.start()
+    staging = None
+    if a.staging_target:
+        staging = Traffic(a.staging_target, a.threads, time.monotonic() + budget)
+        staging.start()
     try:
         log(f"driving GET {target}/work with {a.threads} clients")
         before = wait_until("the 5m error ratio to be recorded", a.setup_timeout, 1,
@@ -179,14 +274,19 @@ def main():
         status, body = post(f"{target}/fail/work?ratio={a.ratio}")
         t_fault = time.time()
         log(f"POST /fail/work?ratio={a.ratio} -> {status} {body[:80]}")
+        if a.staging_target:
+            st, sb = post(f"{a.staging_target}/fail/work?ratio={a.ratio}")
+            log(f"staging: POST /fail/work?ratio={a.ratio} -> {st} {sb[:80]}")
         pending_after = None
         end = time.monotonic() + a.fire_timeout
         fired = None
         last_report = time.monotonic()
         while time.monotonic() < end:
-            mine = [x for x in alerts(prom, a.alert) if x["labels"].get("long") == "1h"]
+            mine = [x for x in alerts(prom, a.alert)
+                    if x["labels"].get("long") == "1h" and x["labels"].get("namespace") == NS]
             if mine and pending_after is None:
                 pending_after = time.time() - t_fault
+                t_pending = parse_ts(mine[0]["activeAt"])
                 log(f"{a.alert}{{long=1h}} is {mine[0]['state']} after {pending_after:.1f} s "
                     f"(5m ratio {fmt(query(prom, RATIO_5M))}, 1h ratio {fmt(query(prom, RATIO_1H))})")
             if mine and mine[0]["state"] == "firing":
@@ -205,7 +305,71 @@ def main():
         at_fire = query(prom, RATIO_5M)
         log(f"{a.alert}{{long=1h}} FIRING after {fire_after:.1f} s")
 
-        # 4. Recovery: the 5m ratio falls as clean requests fill the window.
+        delivery = None
+        if a.webhook:
+            # 4. The page reaches the receiver: within `for` + one evaluation + the group wait of its pending start.
+            bound = rule_for + EVAL_S + a.group_wait
+            hit = wait_until(f"the webhook to receive {a.alert}{{namespace={NS}}}", bound + 30, 0.5,
+                             lambda: notified(a.webhook, a.alert, NS))
+            t_recv, note, alert_payload = hit
+            delivery = t_recv - t_pending
+            log(f"webhook {note['path']} received {a.alert}{{namespace={NS}}} {delivery:.1f} s after it turned "
+                f"pending (bound: for {rule_for:g} s + evaluation {EVAL_S:g} s + group wait {a.group_wait:g} s)")
+            if note["path"] != "/page":
+                sys.exit(f"FAIL: {a.alert} (severity critical) reached receiver {note['path']}, not /page")
+            if delivery > bound + 2:  # 2 s: the notifier's send queue and our 0.5 s polling
+                sys.exit(f"FAIL: delivered {delivery:.1f} s after pending, above the bound of {bound:g} s (+2 s)")
+            runbook = alert_payload.get("annotations", {}).get("runbook_url", "")
+            if not runbook.endswith("#sreminiavailabilitybudgetfastburn"):
+                sys.exit(f"FAIL: the delivered alert's runbook_url is {runbook!r}")
+        inhibited = None
+        if a.staging_target:
+            # 4b. Staging's page fires in Prometheus, is inhibited in Alertmanager and never reaches the receiver.
+            def staging_firing():
+                return [x for x in alerts(prom, a.alert) if x["labels"].get("namespace") == STAGING_NS
+                        and x["labels"].get("long") == "1h" and x["state"] == "firing"]
+            wait_until(f"{a.alert}{{namespace={STAGING_NS}}} to fire in Prometheus", 60, 0.5, staging_firing)
+
+            def staging_suppressed():
+                for x in am_alerts(a.alertmanager):
+                    lab = x["labels"]
+                    if (lab.get("alertname") == a.alert and lab.get("namespace") == STAGING_NS
+                            and x["status"]["state"] == "suppressed" and x["status"].get("inhibitedBy")):
+                        return x
+                return None
+            inhibited = wait_until(f"Alertmanager to hold {a.alert}{{namespace={STAGING_NS}}} as inhibited", 30, 0.5,
+                                   staging_suppressed)
+            time.sleep(a.group_wait + 10 + 2)  # a group wait and a group interval (10 s in the drill) for a leak
+            leaked = notified(a.webhook, a.alert, STAGING_NS)
+            if leaked:
+                sys.exit(f"FAIL: the inhibited {a.alert}{{namespace={STAGING_NS}}} reached the webhook: {leaked[1]}")
+            nrp = notified(a.webhook, "SreMiniNoReadyPods", STAGING_NS, "/page")
+            if not nrp:
+                sys.exit(f"FAIL: SreMiniNoReadyPods{{namespace={STAGING_NS}}} (the inhibitor) never reached /page")
+            log(f"{a.alert}{{namespace={STAGING_NS}}} is firing in Prometheus, inhibited in Alertmanager (by "
+                f"{inhibited['status']['inhibitedBy']}) and absent at the webhook; SreMiniNoReadyPods{{namespace="
+                f"{STAGING_NS}}} reached /page")
+
+        docs_figures = None
+        if a.check_docs:
+            # Every series exists now: both copies' SLIs, the recording rules, the kube-state-metrics stand-in.
+            from srekit import dashboard, doccheck
+
+            n_doc, doc_fail = doccheck.promql_check(prom, a.check_docs)
+            for rel, line, text, err in doc_fail:
+                log(f"FAIL: {rel}:{line}: {text} -> {err}")
+            n_dash, dash_fail = dashboard.check(prom, os.path.join(a.check_docs, "alerts/dashboard/sre-mini-slo.json"),
+                                                NS)
+            for title, ref, why in dash_fail:
+                log(f"FAIL: dashboard panel {title!r} {ref}: {why}")
+            if doc_fail or dash_fail:
+                sys.exit(f"FAIL: {len(doc_fail)} of {n_doc} doc PromQL expressions and {len(dash_fail)} of {n_dash} "
+                         "dashboard queries failed (above)")
+            docs_figures = (n_doc, n_dash)
+            log(f"{n_doc} PromQL expressions from runbooks/ and docs/ ran without error; {n_dash} dashboard queries "
+                "ran and returned data")
+
+        # 5. Recovery: the 5m ratio falls as clean requests fill the window.
         status, body = post(f"{target}/recover/work")
         t_rec = time.time()
         log(f"POST /recover/work -> {status} {body[:80]}")
@@ -232,6 +396,8 @@ def main():
         codes, errs = traffic.snapshot()
     finally:
         traffic.stop()
+        if staging:
+            staging.stop()
     if not fell:
         sys.exit(f"FAIL: the 5m error ratio did not fall to 90% of {fmt(at_rec)} within {a.fall_timeout:.0f} s of "
                  "/recover/work")
@@ -252,8 +418,20 @@ def main():
           f"at /recover/work {fmt(at_rec)}; {series[-1][0]:.0f} s later {fmt(series[-1][1])} (falling)")
     print("5m ratio after /recover/work: " + ", ".join(f"+{t:.0f}s {fmt(v)}" for t, v in series))
     print(f"total drill:     {time.monotonic() - t_start:.0f} s")
+    if delivery is not None:
+        print(f"delivered:       to the webhook /page {delivery:.1f} s after pending (bound for + evaluation + group "
+              f"wait = {rule_for + EVAL_S + a.group_wait:g} s)")
+    if docs_figures:
+        print(f"docs/dashboard:  {docs_figures[0]} PromQL expressions of runbooks/ and docs/ ran without error; "
+              f"{docs_figures[1]} dashboard panel queries returned data")
+    if inhibited is not None:
+        print(f"inhibited:       {a.alert}{{namespace={STAGING_NS}}} suppressed by {inhibited['status']['inhibitedBy']}; "
+              f"0 notifications of it at the webhook")
     print(f"alert as Prometheus reported it (GET {prom}/api/v1/alerts):")
     print(json.dumps(fired, indent=2, sort_keys=True))
+    if a.webhook:
+        print(f"webhook payload that delivered it (POST {note['path']}):")
+        print(json.dumps(note["payload"], indent=2, sort_keys=True))
     return 0
 
 

@@ -14,7 +14,9 @@
 #   9. alerts/alertmanager/alertmanager.yml is the operator's translation of alertmanagerconfig.yaml (regenerated
 #      and compared), `amtool check-config` accepts it, and `amtool config routes test` sends every alert to the
 #      receiver of its severity (and another namespace's copy to none of ours);
-#  10. every metric a rule names is exported by the real binary (live /metrics, PORT=0) or recorded by a rule or in
+#  10. every kubectl command in runbooks/*.md and docs/*.md parses with the bundled kubectl, and its resource types
+#      are kubectl's names (tools/srekit/doccheck.py; the PromQL of those files runs in the drill);
+#  11. every metric a rule names is exported by the real binary (live /metrics, PORT=0) or recorded by a rule or in
 #      the documented kube-state-metrics / Prometheus allow-list (alerts/check-rules.py); every selector matches a
 #      live series; the series absent() expects exist before the first request.
 # The end-to-end drill (a real Prometheus firing the page) is scripts/drill-burn.sh.
@@ -85,6 +87,15 @@ cmp -s "$tmp/alertmanager.yml" alerts/alertmanager/alertmanager.yml \
 echo "alertmanager.yml is the translation of alertmanagerconfig.yaml"
 amtool check-config alerts/alertmanager/alertmanager.yml || die "amtool check-config rejected alerts/alertmanager/alertmanager.yml"
 python3 alerts/check-rules.py routes alerts/alerts.yaml alerts/alertmanager/alertmanager.yml
+
+say "alerts: the Grafana dashboard is its generator's output"
+PYTHONPATH=tools python3 -m srekit.dashboard render | cmp -s - alerts/dashboard/sre-mini-slo.json \
+  || die "alerts/dashboard/sre-mini-slo.json differs from its generator: run PYTHONPATH=tools python3 -m srekit.dashboard render > alerts/dashboard/sre-mini-slo.json"
+echo "sre-mini-slo.json matches tools/srekit/dashboard.py (its queries run against the drill's Prometheus)"
+
+say "alerts: every kubectl command in runbooks/ and docs/ passes kubectl's own parser (offline)"
+need_apt kubectl kubernetes-client   # Debian's kubectl package
+PYTHONPATH=tools python3 -m srekit.doccheck kubectl . || die "runbook or doc commands that kubectl rejects (above)"
 
 say "alerts: metric names against the live binary"
 bin=$(release_binary)
