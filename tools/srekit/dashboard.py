@@ -3,7 +3,7 @@ check: every panel query runs against a Prometheus and returns data.
 
 Panels: error budget left (both SLOs, from the 30-day recording rules), burn rates (5m, 1h, 6h ratios over the 0.1%
 budget rate), /work latency percentiles (p50, p95, p99 from the histogram), bulkhead use (the share of /work
-answered 503 by the full bulkhead, and the requests in flight), pod count (targets scraped and up, and the
+answered 503 by the full bulkhead, and admitted /work requests over the bulkhead size), pod count (targets scraped and up, and the
 Deployment's available replicas from kube-state-metrics), and /work traffic by code. One variable, namespace (from
 up{job="sre-mini"}), so each copy of the service has its own view. Grafana's own variables in the queries
 ($__rate_interval, $namespace) are substituted for the check as Grafana would (rate interval: 4 x the 1 s scrape
@@ -31,8 +31,9 @@ PANELS = [
      [(f'count(up{NS} == 1)', "scraped and up"),
       ('sum(kube_deployment_status_replicas_available{namespace="$namespace",deployment="sre-mini"})',
        "available (kube-state-metrics)")], 6),
-    ("Bulkhead: /work answered 503 (full)", "stat", "percentunit",
-     [(f"sum(rate(sremini_work_rejections_total{NS}[$__rate_interval])) / "
+    ("Bulkhead use and /work answered 503 (full)", "stat", "percentunit",
+     [(f"sum(sremini_work_active{NS}) / sum(sremini_work_max_concurrent{NS})", "in use"),
+      (f"sum(rate(sremini_work_rejections_total{NS}[$__rate_interval])) / "
        f"sum(rate(http_requests_total{{{W}}}[$__rate_interval]))", "rejected share")], 6),
     ("Availability burn rate (1 = the budget rate; pages at 14.4 over 1h and 5m)", "timeseries", "short",
      [(f"namespace_job:sremini_work_errors:ratio_rate{w}{NS} / 0.001", w) for w in ("5m", "1h", "6h")], 12),
@@ -41,8 +42,8 @@ PANELS = [
     ("/work latency percentiles (SLO: 99.9% within 2.5 s)", "timeseries", "s",
      [(f"histogram_quantile({q}, sum by (le) (rate(http_request_duration_seconds_bucket{{{W}}}[$__rate_interval])))",
        f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)], 12),
-    ("Bulkhead use: requests in flight per pod", "timeseries", "short",
-     [(f"http_requests_in_flight{NS}", "{{pod}}")], 12),
+    ("Bulkhead use per pod (1 = WORK_MAX_CONCURRENT requests admitted)", "timeseries", "percentunit",
+     [(f"sremini_work_active{NS} / sremini_work_max_concurrent{NS}", "{{pod}}")], 12),
     ("/work requests by code", "timeseries", "reqps",
      [(f"sum by (code) (rate(http_requests_total{{{W}}}[$__rate_interval]))", "{{code}}")], 24),
 ]
