@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # The error-budget burn drill, end to end: real traffic to the real binary, a real Prometheus evaluating the real
-# rules (alerts/alerts.yaml, unmodified), the fast-burn page firing, then the recording rule falling on recovery.
+# rules (alerts/alerts.yaml, unmodified), a real Alertmanager routing with the shipped configuration, the fast-burn
+# page delivered to a webhook, an inhibited page not delivered, then the recording rule falling on recovery.
 #
-# Local mode (default; what the check command runs): starts target/release/sre-mini (PORT=0, WORK_DELAY_MS=50)
-# and Debian's prometheus on 127.0.0.1:<free port> (temp storage, scrape and evaluation every 1 s, job "sre-mini"
-# like the operator's ServiceMonitor job label), then runs alerts/drill.py. Everything started is stopped on exit.
-# Takes about 3 minutes: the 14.4x rule has `for: 2m` (production value; the drill waits for it).
+# Local mode (default; what the check command runs), everything on 127.0.0.1 and stopped on exit:
+#   - two copies of target/release/sre-mini (PORT=0, WORK_DELAY_MS=50): production (namespace sre-mini) and a
+#     staging copy (sre-mini-staging);
+#   - Debian's prometheus (temp storage, scrape and evaluation every 1 s) scraping them through the job
+#     prometheus-operator generates from k8s.yaml's ServiceMonitor (tools/srekit/scrape.py: same relabelling, so
+#     the series carry job, namespace, service, pod, endpoint, container, instance), plus a kube-state-metrics
+#     stand-in (tools/srekit/ksm.py) whose staging Deployment reports no available pod;
+#   - Debian's prometheus-alertmanager with alerts/alertmanager/alertmanagerconfig.yaml translated as the operator
+#     does, for both namespaces, receivers pointed at a webhook receiver (tools/srekit/webhook.py), group wait 2 s
+#     and group interval 10 s (the drill's own timers; production: alerts/alertmanager/);
+# then alerts/drill.py: the same fault on both copies; production's 14.4x page must reach the webhook within its
+# `for` plus one evaluation and the group wait; staging's must fire in Prometheus, be held inhibited by staging's
+# SreMiniNoReadyPods, and never arrive; every PromQL expression of runbooks/ and docs/ and every dashboard query
+# must run against this Prometheus. Takes about 3.5 minutes: the 14.4x rule has `for: 2m` (production value).
 #
 # Cluster mode: set TARGET and PROM to port-forwards and nothing is started:
 #   kubectl -n sre-mini port-forward svc/sre-mini 8080:80 &
