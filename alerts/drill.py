@@ -19,14 +19,13 @@ threads also stop after MAX_REQUESTS requests.
 import argparse
 import http.client
 import json
+import os
 import re
 import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
-
-import os
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 

@@ -8,6 +8,7 @@ MAX_NOTIFICATIONS notifications of at most MAX_BODY bytes each, and exits after 
 """
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -67,8 +68,6 @@ def main(argv=None):
     srv = Sink()
     with open(a.port_file + ".tmp", "w", encoding="utf-8") as f:
         f.write(str(srv.server_address[1]))
-    import os
-
     os.replace(a.port_file + ".tmp", a.port_file)
     threading.Timer(a.lifetime, srv.shutdown).start()
     srv.serve_forever()
