@@ -184,7 +184,7 @@ def nginx_conf(prefix: str, routes: list[Route], upstreams: dict[str, list[int]]
         f"    scgi_temp_path {prefix}/tmp/scgi;",
         # The first three fields are what the drill reads back: time, status, the load's X-Drill-Id.
         "    log_format drill '$msec $status $http_x_drill_id $connection $connection_requests $upstream_status "
-        "$upstream_addr \"$request\" $request_time';",
+        "$upstream_addr $pid \"$request\" $request_time';",
         f"    access_log {prefix}/access.log drill buffer=64k flush=1s;",
         "    server_tokens off;",
     ]

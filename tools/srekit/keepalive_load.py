@@ -9,8 +9,9 @@ counts per time window.
 One client rule, the one RFC 9112 section 9.3.1 allows and browsers, Go's net/http and curl follow: when a
 connection that has already carried a response is closed by the server before any byte of the next response
 arrives, the request never reached the proxy's request processing (a proxy closes only idle keep-alive
-connections), so it is sent again once on a new connection. srekit.rollout checks that claim against nginx's log. That is counted apart, as `reopened`, never hidden
+connections), so it is sent again once on a new connection. That is counted apart, as `reopened`, never hidden
 and never a failure. A second attempt that fails is a failure. Any answer from the proxy, 502 included, is final.
+srekit.rollout checks the claim against nginx's access log: no reopened attempt may appear in it.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ class IngressTest(unittest.TestCase):
         conf = ingress.nginx_conf("/d", routes, {ingress.upstream_name(routes[0]): [1, 2]},
                                   ingress.ProxySettings(80, 81, 16, 256), 7)
         for needle in ("location = /work {", "proxy_next_upstream off;", "keepalive 16;", "proxy_http_version 1.1;",
-                       'proxy_set_header Connection "";', "server 127.0.0.1:1 max_fails=0;", "server 127.0.0.1:2 max_fails=0;",
+                       'proxy_set_header Connection "";', "server 127.0.0.1:1 max_fails=0;",
+                       "server 127.0.0.1:2 max_fails=0;",
                        "server_name sre-mini.local;", "default_server", 'return 200 "7\\n"', "pid /d/nginx.pid;"):
             self.assertIn(needle, conf)
         self.assertNotIn("/var/", conf)
