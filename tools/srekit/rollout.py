@@ -564,7 +564,7 @@ def run(args) -> int:
     ports = [_free_port(), _free_port()]
     proxy = ingress.ProxySettings(listen_port=ports[0], control_port=ports[1], keepalive=args.connections,
                                   worker_connections=4 * args.connections + 64,
-                                  workers=1)
+                                  workers=2)
     # The load is the workload the Ingress exists for: /work, with the Host the Ingress routes it for.
     route_path = "/work"
     route = ingress.matches(routes, next((r.host for r in routes if r.host), "127.0.0.1"), route_path)
