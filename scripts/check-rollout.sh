@@ -15,8 +15,9 @@ bin=$(release_binary)
 # WORK_DELAY_MS 1000 instead of the manifest's 2000, for the load only (docs/rollout.md, "Load"): a rollout lasts
 # ~10 s, and the requests it can carry are bounded by in-flight / delay. At 2000 ms, 5,000 requests need ~1,200
 # connections in flight, 78% of the three pods' 512-slot bulkheads, and one rollout in three fell short on a busy
-# machine. At 1000 ms, 1,000 connections carry 5,500-7,500 here with the bulkheads at most 2/3 full; a request routed before
-# the endpoint removal still ends long before the listener closes, which is the property under test.
+# machine. At 1000 ms, 1,000 connections carried 5,600-7,500 per rollout here, with the bulkheads at most 2/3 full,
+# and a request routed just before the endpoint removal still ends long before the listener closes, which is the
+# property under test.
 say "rollout: unit tests of the Ingress translation and the controller arithmetic"
 PYTHONPATH=tools python3 -m unittest -q srekit.test_rollout || die "srekit.test_rollout failed"
 say "rollout: the drill ($(nginx -v 2>&1))"
