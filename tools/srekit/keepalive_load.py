@@ -102,6 +102,7 @@ class Load:
     timeout: float  # per request, from sending to the end of the body
     stagger: float  # the connections start evenly over this many seconds
     tag: str = ""  # prefix of every X-Drill-Id this load sends
+    done: object = None  # optional shared counter (multiprocessing.Value) of requests recorded, read while running
     records: list[Record] = field(default_factory=list)
     reopens: list[tuple[float, str]] = field(default_factory=list)  # (when, X-Drill-Id of the attempt)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -203,17 +204,19 @@ class Load:
                 reader = writer = None
                 break
             self.records.append(Record(start, time.monotonic(), outcome, rid))
+            if self.done is not None:
+                self.done.value += 1
             if outcome.startswith("connect:"):
                 await asyncio.sleep(0.05)  # a refused connect must not become a busy loop
         if writer is not None:
             writer.close()
 
 
-def _child(params: dict, stop, results, max_seconds: float) -> None:
+def _child(params: dict, done, stop, results, max_seconds: float) -> None:
     # Die with the drill even if it is killed outright (PR_SET_PDEATHSIG = 1), and never outlive max_seconds.
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    load = Load(**params)
+    load = Load(**params, done=done)
     load.start()
     stop.wait(max_seconds)
     load.stop(load.timeout + 5)
@@ -235,12 +238,18 @@ class ProcessLoad:
         self._stop = ctx.Event()
         self._results = ctx.Queue()
         share = [connections // processes + (1 if k < connections % processes else 0) for k in range(processes)]
+        self._done = [ctx.Value("q", 0, lock=False) for n in share if n]  # one writer each: no lock needed
         self._procs = [
             ctx.Process(target=_child, name=f"load-{k}", daemon=True,
                         args=(dict(port=port, path=path, host=host, connections=n, timeout=timeout,
-                                   stagger=stagger, tag=f"{tag}{k}-"), self._stop, self._results, max_seconds))
-            for k, n in enumerate(share) if n
+                                   stagger=stagger, tag=f"{tag}{k}-"), done, self._stop, self._results,
+                              max_seconds))
+            for k, (n, done) in enumerate(zip([n for n in share if n], self._done))
         ]
+
+    def completed(self) -> int:
+        """Requests recorded so far by every process: a running count, for deciding while the load runs."""
+        return sum(d.value for d in self._done)
 
     def start(self) -> None:
         for p in self._procs:
