@@ -526,8 +526,8 @@ def session(fleet: Fleet, load, first_revision: int, wanted: int, most: int, min
         loaded += carried >= min_requests
         for a in res.actions:
             log(f"    {a}")
-        log(f"  rollout to revision {res.revision}: {res.finished - res.started:.1f} s, ~{carried} requests; old pods: "
-            f"{describe(res.old)}")
+        log(f"  rollout to revision {res.revision}: {res.finished - res.started:.1f} s, ~{carried} requests; "
+            f"old pods: {describe(res.old)}")
         time.sleep(pause)
     load.stop(stop_wait)
     windows = [load.window(r.started, r.finished) for r in results]
@@ -598,8 +598,9 @@ def run(args) -> int:
                                stagger=max(work_delay, 1.0), tag="p", processes=args.load_processes,
                                max_seconds=args.max_seconds)
             stack.callback(load.kill)
-            log(f"positive case: {args.rollouts} rollouts under {args.connections} keep-alive connections of "
-                f"GET {route_path} (Host {host}) through nginx")
+            log(f"positive case: rollouts until {args.rollouts} have each carried {args.min_requests} requests "
+                f"(at most {args.max_rollouts}), under {args.connections} keep-alive connections of GET {route_path} "
+                f"(Host {host}) through nginx")
             load.start()
             results, windows, whole = session(fleet, load, 1, args.rollouts, args.max_rollouts, args.min_requests,
                                               ramp=work_delay + 1.0, pause=1.0, stop_wait=work_delay + 15)
