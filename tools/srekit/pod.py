@@ -101,10 +101,11 @@ class Cgroup:
     def procs_files(self) -> list[pathlib.Path]:
         return [d / "cgroup.procs" for d in self.dirs]
 
-    def join(self) -> None:
-        """Moves the calling process into the cgroup (used in the child between fork and exec)."""
-        for f in self.procs_files():
-            f.write_text(str(os.getpid()))
+    def exec_inside(self, argv: list[str]) -> list[str]:
+        """argv wrapped so the process joins the cgroup before it execs: a shell writes its own pid ($$, which exec
+        keeps) to each cgroup.procs. Not preexec_fn, which can deadlock when the parent has threads."""
+        script = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
+        return ["/bin/sh", "-c", script, "sh", *map(str, self.procs_files()), "--", *argv]
 
     def cpu_stat(self) -> dict[str, int]:
         d = self.dirs[0]
@@ -183,7 +184,7 @@ class Pod:
         log = open(self.log_path, "wb")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env}
         self.proc = subprocess.Popen(
-            [self.binary], env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.cgroup.join
+            self.cgroup.exec_inside([self.binary]), env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         deadline = time.monotonic() + ready_timeout_s
