@@ -16,6 +16,8 @@ need_apt promtool prometheus
 need_apt prometheus prometheus
 need_apt curl curl
 command -v python3 >/dev/null || die "python3 is required to drive traffic"
+# The Python steps live in tools/srekit/metrics_check.py.
+srekit() { PYTHONPATH="$ROOT/tools" python3 -m "srekit.$1" "${@:2}"; }
 
 SCRAPES="${SCRAPES:-200}"
 BIN=$(release_binary)
@@ -44,130 +46,7 @@ echo "sre-mini pid $SRV_PID listening on 127.0.0.1:$PORT"
 
 # ---- 2. populate every family ---------------------------------------------------------------------------------------
 say "drive traffic: every method x route, every rejection"
-python3 - "$PORT" <<'EOF' || die "traffic driver failed"
-import socket, sys, threading, time
-PORT = int(sys.argv[1])
-seen = {}
-
-def conn():
-    s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
-    return s
-
-def read_response(s, head=False):
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            return None, buf
-        buf += chunk
-    h, rest = buf.split(b"\r\n\r\n", 1)
-    status = int(h.split(b" ", 2)[1])
-    length = 0
-    for line in h.split(b"\r\n")[1:]:
-        k, _, v = line.partition(b":")
-        if k.strip().lower() == b"content-length":
-            length = int(v.strip())
-    if status >= 200 and not head:
-        while len(rest) < length:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-    return status, rest
-
-def one(raw, head=False, expect=None):
-    s = conn()
-    try:
-        s.sendall(raw)
-        status, _ = read_response(s, head)
-    finally:
-        s.close()
-    seen[status] = seen.get(status, 0) + 1
-    if expect is not None and status != expect:
-        raise SystemExit(f"{raw[:60]!r}: expected {expect}, got {status}")
-    return status
-
-methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "BREW"]
-routes = ["/healthz", "/readyz", "/metrics", "/work", "/fail/ready", "/recover/ready", "/fail/work",
-          "/recover/work", "/panic", "/no/such/path"]
-# Every method on every route (never GET or POST /panic: that drill ends the process).
-for m in methods:
-    for r in routes:
-        if r == "/panic" and m in ("GET", "POST"):
-            continue
-        one(f"{m} {r} HTTP/1.1\r\nHost: t\r\n\r\n".encode(), head=(m == "HEAD"))
-        if r == "/fail/work":
-            one(b"POST /recover/work HTTP/1.1\r\nHost: t\r\n\r\n", expect=200)
-        if r == "/fail/ready":
-            one(b"POST /recover/ready HTTP/1.1\r\nHost: t\r\n\r\n", expect=200)
-one(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
-# Drills: /work answers 500, /readyz answers 503, then both recover.
-one(b"GET /fail/work HTTP/1.1\r\nHost: t\r\n\r\n", expect=200)
-one(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n", expect=500)
-one(b"HEAD /work HTTP/1.1\r\nHost: t\r\n\r\n", head=True, expect=500)
-one(b"GET /fail/work?ratio=0.5 HTTP/1.1\r\nHost: t\r\n\r\n", expect=200)
-one(b"GET /recover/work HTTP/1.1\r\nHost: t\r\n\r\n", expect=200)
-one(b"GET /fail/ready HTTP/1.1\r\nHost: t\r\n\r\n", expect=200)
-one(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", expect=503)
-one(b"HEAD /readyz HTTP/1.1\r\nHost: t\r\n\r\n", head=True, expect=503)
-one(b"GET /recover/ready HTTP/1.1\r\nHost: t\r\n\r\n", expect=200)
-# 400s: handler validation, head parse errors, chunked body errors.
-one(b"GET /work?cpu_ms=x HTTP/1.1\r\nHost: t\r\n\r\n", expect=400)
-one(b"GET /fail/work?ratio=7 HTTP/1.1\r\nHost: t\r\n\r\n", expect=400)
-one(b"GET /healthz HTTP/1.1\r\n\r\n", expect=400)
-one(b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", expect=400)
-one(b"GET /x HTTP/1.1\nHost: t\r\n\r\n", expect=400)
-one(b"CONNECT /x HTTP/1.1\r\nHost: t\r\n\r\n", expect=400)
-one(b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", expect=400)
-one(b"POST /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", expect=400)
-# 413 (declared and chunked), 414, 417, 431 (bytes and fields), 501, 505.
-one(b"POST /fail/work HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n", expect=413)
-one(b"PUT /work HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n", expect=413)
-one(b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", expect=414)
-one(b"GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: tea\r\n\r\n", expect=417)
-one(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 40000 + b"\r\n\r\n", expect=431)
-one(b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"X-F: 1\r\n" * 30 + b"\r\n", expect=431)
-one(b"POST /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", expect=501)
-one(b"GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n", expect=505)
-# 408: a head and a body that never complete.
-for raw in (b"GET /healthz HTTP/1.1\r\nHost: t\r\n", b"POST /readyz HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\nab"):
-    one(raw, expect=408)
-# 503 from the bulkhead: hold the one /work slot, then ask again.
-holder = conn()
-holder.sendall(b"GET /work?cpu_ms=5 HTTP/1.1\r\nHost: t\r\n\r\n")
-time.sleep(0.1)
-one(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n", expect=503)
-one(b"HEAD /work HTTP/1.1\r\nHost: t\r\n\r\n", head=True, expect=503)
-assert read_response(holder)[0] == 200
-holder.close()
-# 503 at the connection cap (64): open 70 connections at once.
-many = [conn() for _ in range(70)]
-time.sleep(0.3)
-for s in many:
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-statuses = [read_response(s)[0] for s in many]
-for s in many:
-    s.close()
-if 503 not in statuses:
-    raise SystemExit(f"connection cap never refused: {statuses}")
-# Write timeout: pipeline scrapes and read nothing. More requests keep trickling in (each one a new poll event),
-# so output piles up beyond what the kernel buffers take, until the server gives up on the connection.
-w = socket.socket()
-w.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-w.connect(("127.0.0.1", PORT))
-w.settimeout(1)
-w.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" * 200)
-deadline = time.time() + 10
-try:
-    while time.time() < deadline:
-        w.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.02)
-except OSError:
-    pass  # reset: the server closed it (write timeout)
-w.close()
-time.sleep(0.2)
-print("responses by status:", dict(sorted(seen.items())))
-EOF
+srekit metrics_check traffic "$PORT" || die "traffic driver failed"
 
 curl -fsS "$URL" >"$TMP/metrics.txt" || die "GET /metrics failed"
 missing=""
@@ -222,7 +101,7 @@ API="http://127.0.0.1:$PPORT/api/v1"
 query() { curl -fsS --max-time 5 --get "$API/query" --data-urlencode "query=$1"; }
 # scalar EXPR: the value of a one-element vector, or empty.
 scalar() {
-  query "$1" | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if len(r)==1 else "")'
+  query "$1" | srekit metrics_check scalar
 }
 
 up="" n_series=""
@@ -246,15 +125,7 @@ echo "count(http_requests_total{job=\"sre-mini\"}) = $n_series (the exposition h
 # Two more scrapes, so that counters have rates and any late scrape error shows.
 sleep 2.5
 targets=$(curl -fsS --max-time 5 "$API/targets?state=active")
-python3 - "$targets" <<'EOF' || die "target not healthy"
-import json, sys
-t = [x for x in json.loads(sys.argv[1])["data"]["activeTargets"] if x["labels"]["job"] == "sre-mini"]
-assert len(t) == 1, t
-t = t[0]
-print(f"target {t['scrapeUrl']}: health={t['health']} lastError={t['lastError']!r} lastScrapeDuration={t['lastScrapeDuration']:.6f}s")
-if t["health"] != "up" or t["lastError"]:
-    sys.exit(1)
-EOF
+srekit metrics_check target-health "$targets" || die "target not healthy"
 samples=$(scalar 'scrape_samples_scraped{job="sre-mini"}')
 post_relabel=$(scalar 'scrape_samples_post_metric_relabeling{job="sre-mini"}')
 live_samples=$(curl -fsS "$URL" | grep -vc '^#')
@@ -266,7 +137,7 @@ rate=$(scalar 'sum(rate(http_requests_total{job="sre-mini",route="/metrics"}[5s]
 [ -n "$rate" ] || die "rate(http_requests_total) is empty: counters not moving"
 echo "sum(rate(http_requests_total{route=\"/metrics\"}[5s])) = $rate"
 les=$(query 'http_request_duration_seconds_bucket{job="sre-mini",method="GET",route="/work"}' |
-  python3 -c 'import json,sys; print(" ".join(sorted({r["metric"]["le"] for r in json.load(sys.stdin)["data"]["result"]}, key=lambda v: float(v))))')
+  srekit metrics_check le-values)
 echo "le values stored for GET /work: $les"
 case " $les " in *" 1.0 "*" +Inf "*) ;; *) die "le values not stored with a decimal point: $les" ;; esac
 
@@ -290,12 +161,7 @@ fi
 # with a 3.x package the live scrape above is the proof as well.
 ct=$(curl -fsS -o /dev/null -w '%{content_type}' "$URL")
 [ "$ct" = "text/plain; version=0.0.4; charset=utf-8" ] || die "Content-Type is '$ct'"
-python3 - "$ct" <<'EOF' || die "Content-Type does not parse as text/plain version=0.0.4"
-import sys
-from email.message import Message
-m = Message(); m["content-type"] = sys.argv[1]
-assert m.get_content_type() == "text/plain" and m.get_param("version") == "0.0.4" and m.get_param("charset") == "utf-8"
-EOF
+srekit metrics_check content-type "$ct" || die "Content-Type does not parse as text/plain version=0.0.4"
 case "$PROM_VERSION" in
   3.*) echo "Content-Type '$ct' accepted by Prometheus $PROM_VERSION (live scrape healthy)" ;;
   *) echo "Content-Type '$ct': exact; Prometheus here is $PROM_VERSION (Debian), not 3.x: media type parsed as Prometheus 3 does" ;;
@@ -303,37 +169,7 @@ esac
 
 # ---- 5. the cost of one scrape --------------------------------------------------------------------------------------
 say "cost of one scrape: $SCRAPES scrapes on one keep-alive connection"
-python3 - "$PORT" "$SCRAPES" <<'EOF' || die "scrape timing failed"
-import socket, statistics, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-buf = b""
-def get(path):
-    global buf
-    t0 = time.perf_counter_ns()
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    while b"\r\n\r\n" not in buf:
-        buf += s.recv(1 << 20)
-    head, buf = buf.split(b"\r\n\r\n", 1)
-    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
-    while len(buf) < length:
-        buf += s.recv(1 << 20)
-    body, buf = buf[:length], buf[length:]
-    return time.perf_counter_ns() - t0, body
-for _ in range(20):
-    get("/metrics"); get("/healthz")
-m, h = [], []
-for _ in range(n):
-    t, body = get("/metrics"); m.append(t)
-    t, _ = get("/healthz"); h.append(t)
-series = sum(1 for l in body.split(b"\n") if l and not l.startswith(b"#"))
-q = lambda xs, p: sorted(xs)[int(len(xs) * p) - 1]
-print(f"series {series}, bytes {len(body)}")
-print(f"GET /metrics round trip: median {statistics.median(m)/1e3:.0f} us, p90 {q(m,.9)/1e3:.0f} us, min {min(m)/1e3:.0f} us")
-print(f"GET /healthz round trip: median {statistics.median(h)/1e3:.0f} us (same connection, for the fixed cost)")
-print(f"render + transfer of /metrics, median: {(statistics.median(m)-statistics.median(h))/1e3:.0f} us")
-EOF
+srekit metrics_check scrape-cost "$PORT" "$SCRAPES" || die "scrape timing failed"
 
 echo
 echo "check-metrics: OK (sre-mini on 127.0.0.1:$PORT, promtool clean, Prometheus $PROM_VERSION up == 1)"
