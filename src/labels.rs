@@ -220,6 +220,38 @@ mod tests {
         assert_eq!(code_index(418), None);
     }
 
+    /// The first code span of the docs/metrics.md "Label values" bullet that starts with `` `name` ``, with its
+    /// whitespace collapsed, and the whole bullet.
+    fn documented(name: &str) -> (String, String) {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+        let start = doc.find(&format!("\n- {name}")).unwrap_or_else(|| panic!("docs/metrics.md has no bullet {name}"));
+        let rest = &doc[start + 3..];
+        let bullet = &rest[..rest.find("\n- ").unwrap_or(rest.len())];
+        let bullet = bullet.split_whitespace().collect::<Vec<_>>().join(" ");
+        let after = &bullet[bullet.find(": ").unwrap() + 2..];
+        let span = after.split('`').nth(1).unwrap_or_default().to_string();
+        (span, bullet)
+    }
+
+    fn joined<'a>(labels: impl IntoIterator<Item = &'a str>) -> String {
+        labels.into_iter().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn docs_list_the_label_values_these_tables_define() {
+        let (span, bullet) = documented("`method`");
+        assert_eq!(span, joined(Method::ALL.iter().filter(|m| **m != Method::Other).map(|m| m.label())));
+        assert!(bullet.contains("`OTHER`"), "{bullet}");
+        let (_, bullet) = documented("`route`");
+        let span = bullet.split("template `").nth(1).and_then(|s| s.split('`').next()).unwrap_or_default();
+        assert_eq!(span, joined(Route::ALL.iter().filter(|r| **r != Route::Unmatched).map(|r| r.label())));
+        assert!(bullet.contains("`unmatched`"), "{bullet}");
+        let (span, _) = documented("`code`");
+        assert_eq!(span, CODES.map(|c| c.to_string()).join(" "));
+        let (span, _) = documented("`reason` of `sremini_limit_rejections_total`");
+        assert_eq!(span, joined(LimitReason::ALL.iter().map(|r| r.label())));
+    }
+
     #[test]
     fn methods_are_case_sensitive_and_bounded() {
         assert_eq!(Method::from_token("GET"), Method::Get);
