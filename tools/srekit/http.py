@@ -11,6 +11,8 @@ import dataclasses
 import email.utils
 import time
 
+from .http1 import parse_head
+
 
 @dataclasses.dataclass
 class Result:
@@ -34,20 +36,10 @@ class Result:
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    status_line = await reader.readuntil(b"\r\n")
-    parts = status_line.decode("latin-1").split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-        raise ValueError(f"bad status line {status_line!r}")
-    status = int(parts[1])
-    headers = {}
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        if line == b"\r\n":
-            break
-        k, _, v = line.decode("latin-1").partition(":")
-        headers[k.strip().lower()] = v.strip()
+    head = parse_head((await reader.readuntil(b"\r\n\r\n"))[:-4])
+    headers = {k.lower(): v for k, v in head.headers}
     body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, headers, body
+    return head.status, headers, body
 
 
 class Connection:

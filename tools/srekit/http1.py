@@ -2,7 +2,8 @@
 
 `http.client` cannot send the malformed requests the checks need (bare LF, duplicate Host, 17,000-byte targets)
 and hides framing; this reads what the server wrote, one response at a time, from a buffered connection, so
-pipelined and keep-alive responses stay separate. Every read is bounded by the socket timeout.
+pipelined and keep-alive responses stay separate. Every read is bounded by the socket timeout. `parse_head` is
+also the head parser of the asyncio client in srekit.http.
 """
 
 from __future__ import annotations
