@@ -7,6 +7,7 @@ pub mod ascii;
 pub mod cgroup;
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod http;
 pub mod labels;
 pub mod log;

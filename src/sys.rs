@@ -1,6 +1,10 @@
 //! The only module with `unsafe`: small calls into libc that `std` does not offer.
 //!
-//! - `poll(2)`, so idle and slow connections wait in the kernel instead of occupying a worker thread;
+//! - the readiness set: `epoll(7)` on Linux (one set shared by every worker, each entry one-shot), and a
+//!   `poll(2)` emulation of the same interface elsewhere, so idle and slow connections wait in the kernel
+//!   instead of occupying a worker thread;
+//! - `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` on Linux, so an accepted socket needs no further set-up calls, and
+//!   `TCP_NODELAY` on the listener, which Linux copies to every accepted socket (tested below);
 //! - `listen(2)` again on the bound socket, to raise std's fixed backlog of 128;
 //! - `getrlimit`/`setrlimit(RLIMIT_NOFILE)`, to lift the soft fd limit to the hard one, as Go does at start-up;
 //! - `sysconf`, for the clock-tick rate and page size that /proc figures are expressed in;
@@ -11,7 +15,9 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 pub const POLLIN: i16 = libc::POLLIN;
 pub const POLLOUT: i16 = libc::POLLOUT;
@@ -39,6 +45,203 @@ pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
         return Err(err);
     }
     Ok(n as usize)
+}
+
+/// What the readiness set reported for one registered fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub token: u64,
+    pub readable: bool,
+    pub writable: bool,
+    /// Error or hang-up: reported whether asked for or not.
+    pub trouble: bool,
+}
+
+/// Milliseconds for a kernel wait, rounded up so a deadline a fraction of a millisecond away does not spin.
+fn timeout_ms(timeout: Duration) -> i32 {
+    timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+}
+
+/// One readiness set shared by every worker thread. Each registration is one-shot: after it fires, the fd is
+/// reported to nobody else until the worker that took it calls [`Poller::arm`] again, so a connection is only
+/// ever in one worker's hands and needs no lock of its own against the kernel.
+#[cfg(target_os = "linux")]
+pub struct Poller {
+    epoll: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: epoll_create1 takes a flag and touches no memory of ours.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1, is open, and nothing else owns it.
+        Ok(Poller { epoll: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Registers (`first`) or re-arms `fd` for one report of the readiness asked for.
+    pub fn arm(&self, fd: RawFd, token: u64, read: bool, write: bool, first: bool) -> io::Result<()> {
+        let mut events = libc::EPOLLONESHOT as u32;
+        if read {
+            events |= libc::EPOLLIN as u32;
+        }
+        if write {
+            events |= libc::EPOLLOUT as u32;
+        }
+        let mut ev = libc::epoll_event { events, u64: token };
+        let op = if first { libc::EPOLL_CTL_ADD } else { libc::EPOLL_CTL_MOD };
+        // SAFETY: `ev` is a valid epoll_event on our stack that epoll_ctl only reads during the call; the epoll
+        // fd is owned by `self`; a stale or closed `fd` makes the call fail with EBADF/ENOENT, not touch memory.
+        let rc = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) };
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
+
+    /// Closing an fd removes it from the set; nothing to do.
+    pub fn forget(&self, _token: u64) {}
+
+    /// Waits until something is ready or `timeout` passes, and appends what is ready to `out`.
+    pub fn wait(&self, out: &mut Vec<Readiness>, timeout: Duration) -> io::Result<()> {
+        const BATCH: usize = 128;
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        // SAFETY: `evs` is a writable array of BATCH epoll_events on our stack and we pass exactly BATCH, so the
+        // kernel writes only inside it; the epoll fd is owned by `self`.
+        let n =
+            unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), evs.as_mut_ptr(), BATCH as i32, timeout_ms(timeout)) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return if err.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(err) };
+        }
+        for ev in &evs[..n as usize] {
+            let (events, token) = (ev.events, ev.u64);
+            out.push(Readiness {
+                token,
+                readable: events & libc::EPOLLIN as u32 != 0,
+                writable: events & libc::EPOLLOUT as u32 != 0,
+                trouble: events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The same interface over `poll(2)`, off Linux: the armed set is rebuilt for every wait. A registration made
+/// while another thread already waits is seen at that thread's next wait, so waits are capped at 50 ms.
+#[cfg(not(target_os = "linux"))]
+pub struct Poller {
+    armed: std::sync::Mutex<std::collections::HashMap<u64, PollFd>>,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        Ok(Poller { armed: std::sync::Mutex::new(std::collections::HashMap::new()) })
+    }
+
+    pub fn arm(&self, fd: RawFd, token: u64, read: bool, write: bool, _first: bool) -> io::Result<()> {
+        let mut events = 0;
+        if read {
+            events |= POLLIN;
+        }
+        if write {
+            events |= POLLOUT;
+        }
+        self.armed.lock().unwrap_or_else(|e| e.into_inner()).insert(token, poll_entry(fd, events));
+        Ok(())
+    }
+
+    /// Drops a registration before its fd is closed, so a reused fd number is not polled for the old token.
+    pub fn forget(&self, token: u64) {
+        self.armed.lock().unwrap_or_else(|e| e.into_inner()).remove(&token);
+    }
+
+    pub fn wait(&self, out: &mut Vec<Readiness>, timeout: Duration) -> io::Result<()> {
+        let (tokens, mut fds): (Vec<u64>, Vec<PollFd>) =
+            self.armed.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(t, f)| (*t, *f)).unzip();
+        let n = poll(&mut fds, timeout_ms(timeout.min(Duration::from_millis(50))))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        for (token, f) in tokens.into_iter().zip(fds) {
+            if f.revents == 0 || armed.get(&token).map(|a| a.fd) != Some(f.fd) {
+                continue;
+            }
+            armed.remove(&token);
+            out.push(Readiness {
+                token,
+                readable: f.revents & POLLIN != 0,
+                writable: f.revents & POLLOUT != 0,
+                trouble: f.revents & POLL_TROUBLE != 0,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Accepts one connection, already non-blocking and close-on-exec, in one system call.
+#[cfg(target_os = "linux")]
+pub fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    use std::os::fd::FromRawFd;
+    // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: `addr` and `len` are valid and writable, `len` holds the size of `addr`, so the kernel writes at
+    // most that many bytes into it; the listener fd is borrowed from a live listener for the call.
+    let fd = unsafe { libc::accept4(listener.as_raw_fd(), (&raw mut addr).cast::<libc::sockaddr>(), &mut len, flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new, open socket returned by accept4 that nothing else owns.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let peer = match i32::from(addr.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel reported AF_INET, so `addr` holds a sockaddr_in, which fits inside storage
+            // and has no stricter alignment.
+            let a = unsafe { &*(&raw const addr).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for AF_INET6 and sockaddr_in6.
+            let a = unsafe { &*(&raw const addr).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id))
+        }
+        _ => stream.peer_addr()?,
+    };
+    Ok((stream, peer))
+}
+
+/// Accepts one connection and makes it non-blocking (two calls: no `accept4` here).
+#[cfg(not(target_os = "linux"))]
+pub fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    let (stream, peer) = listener.accept()?;
+    stream.set_nonblocking(true)?;
+    stream.set_nodelay(true)?;
+    Ok((stream, peer))
+}
+
+/// Sets `TCP_NODELAY` on the listener. On Linux accepted sockets inherit it, which saves a call per accept.
+pub fn set_listener_nodelay(listener: &TcpListener) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a valid int that setsockopt only reads, and we pass its exact size; the fd is borrowed
+    // from a live listener for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&raw const on).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Calls `listen(2)` again on an already listening socket: Linux then applies the new backlog.
@@ -122,6 +325,47 @@ mod tests {
         a.write_all(b"x").unwrap();
         assert_eq!(poll(&mut fds, 1000).unwrap(), 1);
         assert!(fds[0].revents & POLLIN != 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn accept4_gives_a_nonblocking_socket_that_inherits_nodelay_and_the_peer() {
+        use std::io::Read;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_listener_nodelay(&listener).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut s, peer) = accept(&listener).unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        // The fact the accept path relies on: Linux copies TCP_NODELAY from the listener to the accepted socket.
+        assert!(s.nodelay().unwrap(), "TCP_NODELAY not inherited from the listener");
+        let err = s.read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "accepted socket must be non-blocking");
+        // Without the listener option, the accepted socket has Nagle on: the option is what is inherited.
+        let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c = TcpStream::connect(plain.local_addr().unwrap()).unwrap();
+        let (s2, _) = accept(&plain).unwrap();
+        assert!(!s2.nodelay().unwrap());
+    }
+
+    #[test]
+    fn poller_reports_once_until_rearmed() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let p = Poller::new().unwrap();
+        p.arm(b.as_raw_fd(), 7, true, false, true).unwrap();
+        let mut out = Vec::new();
+        p.wait(&mut out, Duration::ZERO).unwrap();
+        assert!(out.is_empty());
+        a.write_all(b"x").unwrap();
+        p.wait(&mut out, Duration::from_secs(5)).unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(out[0].token == 7 && out[0].readable);
+        out.clear();
+        // Still readable, but one-shot: nothing until re-armed.
+        p.wait(&mut out, Duration::from_millis(20)).unwrap();
+        assert!(out.is_empty());
+        p.arm(b.as_raw_fd(), 7, true, false, false).unwrap();
+        p.wait(&mut out, Duration::from_secs(5)).unwrap();
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

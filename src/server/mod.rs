@@ -1,37 +1,28 @@
-//! Network I/O: the listening socket, the worker event loops, and the /work bulkhead.
+//! Network I/O: the listening socket, the worker threads and the /work bulkhead.
 //!
-//! Each worker thread owns a set of connections and waits on them with `poll(2)` (see [`crate::sys`]).
-//! Requests are parsed and answered synchronously on the worker; only /work leaves it, for the bulkhead.
-//! So an idle keep-alive connection or a slowloris client costs a poll entry and a small buffer, never a
-//! thread, and probes are answered at once whatever /work is doing.
+//! `WORKERS` threads wait on one shared readiness set (see [`event_loop`]) and carry out what each connection's
+//! machine ([`crate::conn`]) decides. Requests are parsed and answered on whichever worker is woken; only /work
+//! leaves it, for the bulkhead. So an idle keep-alive connection or a slowloris client costs a registration and a
+//! small buffer, never a thread and never a scan, and probes are answered at once whatever /work is doing.
 
 pub mod bulkhead;
-mod worker;
+mod event_loop;
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use event_loop::PANIC_DRILL_EXIT_CODE;
+
 use crate::{App, sys};
-
-/// Wakes one worker out of `poll`: a byte on a socket pair it watches.
-pub(crate) struct Waker(UnixStream);
-
-impl Waker {
-    pub(crate) fn wake(&self) {
-        // A full socket buffer already guarantees a pending wake-up, so WouldBlock is success.
-        let _ = (&self.0).write(&[1]);
-    }
-}
 
 /// The running server: its address and its worker threads.
 pub struct Server {
     pub addr: SocketAddr,
     workers: Vec<JoinHandle<()>>,
-    wakers: Vec<Arc<Waker>>,
+    shared: Arc<event_loop::Shared>,
 }
 
 impl Server {
@@ -39,30 +30,23 @@ impl Server {
     pub fn start(app: Arc<App>) -> io::Result<Server> {
         let listener = TcpListener::bind(("0.0.0.0", app.config.port))?;
         sys::set_listen_backlog(&listener, app.config.listen_backlog)?;
+        // Accepted sockets inherit it on Linux (checked in `sys`); elsewhere `sys::accept` sets it on each.
+        sys::set_listener_nodelay(&listener)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let listener = Arc::new(listener);
+        let shared = Arc::new(event_loop::Shared::new(Arc::clone(&app), listener)?);
         let mut workers = Vec::new();
-        let mut wakers = Vec::new();
         for id in 0..app.config.workers {
-            let (wake_rx, wake_tx) = UnixStream::pair()?;
-            wake_rx.set_nonblocking(true)?;
-            wake_tx.set_nonblocking(true)?;
-            let waker = Arc::new(Waker(wake_tx));
-            let w = worker::Worker::new(Arc::clone(&app), Arc::clone(&listener), wake_rx, Arc::clone(&waker));
+            let w = event_loop::Worker::new(Arc::clone(&shared));
             workers.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || w.run())?);
-            wakers.push(waker);
         }
-        // Only the workers hold the listener now: when the last one lets go, the socket closes.
-        drop(listener);
-        Ok(Server { addr, workers, wakers })
+        Ok(Server { addr, workers, shared })
     }
 
-    /// Tells every worker to look at the shared state again (after a phase change).
+    /// Wakes a worker to look at the shared state again (after a phase change); from shutdown on, every
+    /// worker also looks at least every 50 ms.
     pub fn wake_all(&self) {
-        for w in &self.wakers {
-            w.wake();
-        }
+        self.shared.notify();
     }
 
     /// Waits until every worker has finished, or until `deadline`. True when all finished.

@@ -1,0 +1,742 @@
+//! The connection state machine: one HTTP/1.1 connection as a value that takes events and returns effects.
+//!
+//! Events in: bytes read, the peer's end of input, a finished `/work`, the clock (`tick`), bytes written, a drain
+//! sweep. Effects out: a request started (in flight), a request record (for metrics and the log), a limit or
+//! parse rejection, start `/work`, the `/panic` drill, half-close and linger, close; plus the bytes to write
+//! ([`Conn::output`]), what the socket should wait for ([`Conn::interest`]) and when the next deadline falls
+//! ([`Conn::next_deadline`]). No sockets, no threads, no metrics: the I/O loop in `crate::server` carries the
+//! effects out, so every rule here (persistence, pipelining order, limits, timeouts, shutdown phases) is decided
+//! in one place and tested with tables, without sockets.
+//!
+//! One [`State`] enum holds everything that varies between requests; what a state needs lives in its variant.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::App;
+use crate::config::Config;
+use crate::http::chunked::{ChunkedDecoder, ChunkedLimits};
+use crate::http::parser::{self, Framing, Limits, Parsed, Version};
+use crate::http::response::{self, Persistence, Response};
+use crate::log;
+use crate::metrics::LimitReason;
+use crate::request_id;
+use crate::router::{self, Action, Method, Route};
+
+#[cfg(test)]
+mod tests;
+
+/// Unanswered input kept per connection; beyond it we stop reading until answers drain. Raised at start-up
+/// to hold one maximal request head when the configured limits exceed it.
+const MAX_PIPELINED_INPUT: usize = 64 * 1024;
+/// Queued output per connection before we stop answering pipelined requests until the client reads. Small, so a
+/// client that pipelines and never reads holds at most this plus one answer (drill: 92 KiB against 251 KiB at 256 KiB).
+pub const OUTPUT_HIGH_WATER: usize = 16 * 1024;
+/// Buffers above this are given back to the allocator once empty, so memory follows load down again.
+const KEEP_BUFFER_CAPACITY: usize = 16 * 1024;
+/// After an error we half-close and read what the client still sends, so our answer is not lost to a reset.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read away while lingering before the connection is closed anyway.
+pub const MAX_LINGER_DISCARD: usize = 256 * 1024;
+/// At drain, how long a connection that has sent nothing yet may take to start its first request.
+pub const FRESH_DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// The limits and timeouts a connection runs under, taken once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    pub chunked: ChunkedLimits,
+    pub max_input: usize,
+    pub max_body: u64,
+    pub max_requests: u64,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    pub work_delay: Duration,
+    pub drills: bool,
+}
+
+impl Settings {
+    pub fn new(c: &Config) -> Settings {
+        Settings {
+            limits: Limits {
+                max_request_line: c.max_request_line_bytes,
+                max_header_bytes: c.max_header_bytes,
+                max_header_fields: c.max_header_fields,
+            },
+            chunked: ChunkedLimits {
+                max_body: c.max_body_bytes,
+                max_trailer_bytes: c.max_header_bytes,
+                max_trailer_fields: c.max_header_fields,
+                ..ChunkedLimits::DEFAULT
+            },
+            max_input: MAX_PIPELINED_INPUT.max(c.max_request_line_bytes + c.max_header_bytes + 8),
+            max_body: c.max_body_bytes,
+            max_requests: c.max_requests_per_connection,
+            header_timeout: c.header_timeout,
+            body_timeout: c.body_timeout,
+            idle_timeout: c.idle_timeout,
+            write_timeout: c.write_timeout,
+            work_delay: c.work_delay,
+            drills: c.drills,
+        }
+    }
+}
+
+/// What every event needs besides the connection: the shared app (handlers read its state; persistence reads
+/// the shutdown phase), the settings, the `Date` value, the clock, and the requests-in-flight gauge.
+pub struct Env<'a> {
+    pub app: &'a App,
+    /// Raised when a head is accepted and lowered when its answer is queued or its connection dies. Kept here
+    /// rather than as an effect because a handler (the metrics page) must already see its own request in flight.
+    pub in_flight: &'a AtomicI64,
+    pub settings: &'a Settings,
+    pub date: &'a str,
+    pub now: Instant,
+}
+
+/// How a `/work` run the loop started for this connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkResult {
+    Done,
+    Panicked,
+    /// The bulkhead was full: answered 503 with `Retry-After` at once.
+    Refused,
+}
+
+/// Everything metrics and the request log need about one answered request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub started: Instant,
+    pub method: Method,
+    pub method_text: String,
+    pub route: Route,
+    pub path: String,
+    pub status: u16,
+    /// Body bytes written (none for HEAD).
+    pub bytes: usize,
+    pub request_id: String,
+    pub user_agent: Vec<u8>,
+    /// This request was counted in flight (requests refused before a head was parsed are not).
+    pub in_flight: bool,
+    /// Its handler (or its /work run) panicked; answered 500.
+    pub panicked: bool,
+}
+
+/// What the loop must do, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// An answer was queued in the output.
+    Record(Box<Record>),
+    Limit(LimitReason),
+    /// A malformed request (the parser's or the chunked decoder's metric reason).
+    ParseError(&'static str),
+    /// Run `/work` for this connection; report back with [`Conn::work_done`].
+    StartWork {
+        cpu: Duration,
+        delay: Duration,
+    },
+    /// The `/panic` drill: log and terminate the process.
+    PanicDrill {
+        request_id: String,
+    },
+    /// Half-close our side (FIN after the answer) and keep reading, discarding.
+    Linger,
+    /// Close the socket. `abandoned`: a request in flight went with it, unanswered.
+    Close {
+        abandoned: bool,
+    },
+}
+
+/// Which socket readiness the connection waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interest {
+    pub read: bool,
+    pub write: bool,
+}
+
+/// The parts of a request that outlive its bytes in the input buffer.
+#[derive(Debug)]
+struct Request {
+    started: Instant,
+    method: Method,
+    method_text: String,
+    route: Route,
+    path: String,
+    query: Option<String>,
+    request_id: String,
+    user_agent: Vec<u8>,
+    keep_alive: bool,
+    http10: bool,
+    /// False for requests rejected before a head was parsed: they were never in flight.
+    in_flight: bool,
+}
+
+impl Request {
+    /// A rejection before a usable head exists: what little we know comes from the raw bytes.
+    fn rejected(started: Instant, raw: &[u8]) -> Request {
+        let method_text = raw.split(|&b| b == b' ').next().filter(|m| m.len() <= 16).unwrap_or(b"");
+        let method_text = String::from_utf8_lossy(method_text).into_owned();
+        Request {
+            started,
+            method: Method::from_token(&method_text),
+            method_text,
+            route: Route::Unmatched,
+            path: String::new(),
+            query: None,
+            request_id: request_id::generate(),
+            user_agent: Vec::new(),
+            keep_alive: false,
+            http10: false,
+            in_flight: false,
+        }
+    }
+
+    fn from_head(head: &parser::RequestHead<'_>, started: Instant, drills: bool) -> Request {
+        let request_id = match head.field("x-request-id") {
+            Some(v) if request_id::is_valid(v) => String::from_utf8_lossy(v).into_owned(),
+            _ => request_id::generate(),
+        };
+        Request {
+            started,
+            method: Method::from_token(head.method),
+            // The parser admits only ASCII in methods and targets, so byte cuts are character cuts.
+            method_text: head.method.get(..head.method.len().min(32)).unwrap_or_default().to_string(),
+            route: router::route(head.path, drills),
+            path: head.path.get(..head.path.len().min(log::MAX_FIELD_BYTES)).unwrap_or_default().to_string(),
+            query: head.query.map(str::to_owned),
+            request_id,
+            user_agent: head
+                .field("user-agent")
+                .map(|v| v[..v.len().min(log::MAX_FIELD_BYTES)].to_vec())
+                .unwrap_or_default(),
+            keep_alive: head.keep_alive,
+            http10: head.version == Version::Http10,
+            in_flight: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum BodyProgress {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// What happens once the last answer is flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterFlush {
+    /// The peer has stopped sending: nothing to read out, close.
+    Close,
+    /// An error or a refusal: half-close and read out what the client still sends.
+    Linger,
+    /// `Connection: close`: linger only if requests were pipelined after it (closing on unread input sends a
+    /// reset that can destroy the answer in flight).
+    LingerIfUnread,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for the first byte of a request. `fresh`: no request yet on this connection.
+    Idle {
+        since: Instant,
+        fresh: bool,
+    },
+    /// Part of a head has arrived. `parsed_len`: how much of it the last parse saw (see `head_may_have_changed`).
+    Head {
+        started: Instant,
+        parsed_len: usize,
+    },
+    Body {
+        req: Box<Request>,
+        body: BodyProgress,
+    },
+    /// /work is running; later input waits. `peer_closed`: the client has stopped sending meanwhile.
+    Working {
+        req: Box<Request>,
+        peer_closed: bool,
+    },
+    /// The last answer is queued; no more requests are read.
+    Closing {
+        then: AfterFlush,
+    },
+    /// Half-closed: discard input until EOF, the byte budget or the deadline, then close.
+    Lingering {
+        until: Instant,
+        discarded: usize,
+    },
+    Closed,
+}
+
+/// One connection. See the module documentation.
+#[derive(Debug)]
+pub struct Conn {
+    state: State,
+    input: Vec<u8>,
+    input_pos: usize,
+    output: Vec<u8>,
+    output_pos: usize,
+    /// When the oldest unwritten output was queued: the write deadline runs from here.
+    output_since: Option<Instant>,
+    served: u64,
+}
+
+/// Runs a handler so that an accidental panic becomes an error value for a 500, not a dead worker.
+/// The panic hook has already logged the message and location by the time this returns.
+fn guarded<T>(handler: impl FnOnce() -> T) -> std::thread::Result<T> {
+    catch_unwind(AssertUnwindSafe(handler))
+}
+
+impl Conn {
+    pub fn new(now: Instant) -> Conn {
+        Conn {
+            state: State::Idle { since: now, fresh: true },
+            input: Vec::new(),
+            input_pos: 0,
+            output: Vec::new(),
+            output_pos: 0,
+            output_since: None,
+            served: 0,
+        }
+    }
+
+    /// A connection over `MAX_CONNECTIONS`: answered 503 at once; then, if `linger`, read out before closing.
+    pub fn refused(env: &Env, linger: bool, fx: &mut Vec<Effect>) -> Conn {
+        let mut c = Conn::new(env.now);
+        fx.push(Effect::Limit(LimitReason::ConnectionCap));
+        let req = Request::rejected(env.now, b"");
+        c.finish(env, req, Response::text(503, "connection limit reached\n").retry_after(1), true, fx);
+        c.state = State::Closing { then: if linger { AfterFlush::Linger } else { AfterFlush::Close } };
+        c
+    }
+
+    /// Bytes waiting to be written.
+    pub fn output(&self) -> &[u8] {
+        &self.output[self.output_pos..]
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// A request is in flight on this connection (announced and not yet recorded).
+    pub fn in_flight(&self) -> bool {
+        match &self.state {
+            State::Body { req, .. } => req.in_flight,
+            State::Working { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn interest(&self, s: &Settings) -> Interest {
+        let read = match self.state {
+            State::Idle { .. } | State::Head { .. } | State::Body { .. } => self.unread().len() < s.max_input,
+            State::Lingering { .. } => true,
+            State::Working { .. } | State::Closing { .. } | State::Closed => false,
+        };
+        Interest { read, write: !self.output().is_empty() }
+    }
+
+    /// When this connection's current limit runs out, if it has one now.
+    pub fn next_deadline(&self, s: &Settings) -> Option<Instant> {
+        if let Some(since) = self.output_since
+            && !self.output().is_empty()
+        {
+            return Some(since + s.write_timeout);
+        }
+        match &self.state {
+            State::Idle { since, fresh: true } => Some(*since + s.header_timeout),
+            State::Idle { since, fresh: false } => Some(*since + s.idle_timeout),
+            State::Head { started, .. } => Some(*started + s.header_timeout),
+            State::Body { req, .. } => Some(req.started + s.body_timeout),
+            State::Working { .. } | State::Closing { .. } | State::Closed => None,
+            State::Lingering { until, .. } => Some(*until),
+        }
+    }
+
+    /// Bytes read from the socket.
+    pub fn received(&mut self, env: &Env, data: &[u8], fx: &mut Vec<Effect>) {
+        match &mut self.state {
+            State::Closed => {}
+            State::Lingering { discarded, .. } => {
+                *discarded += data.len();
+                if *discarded > MAX_LINGER_DISCARD {
+                    self.close(env, fx);
+                }
+            }
+            _ => {
+                self.input.extend_from_slice(data);
+                self.process(env, false, fx);
+                self.settle(env, fx);
+            }
+        }
+    }
+
+    /// The peer will send nothing more (read returned 0).
+    pub fn peer_closed(&mut self, env: &Env, fx: &mut Vec<Effect>) {
+        match &mut self.state {
+            State::Idle { .. } | State::Head { .. } => {
+                // Anything complete but held back by the output high-water mark gets one last, closing answer.
+                self.process(env, true, fx);
+                match &mut self.state {
+                    State::Idle { .. } | State::Head { .. } => self.state = State::Closing { then: AfterFlush::Close },
+                    State::Body { .. } => return self.close(env, fx),
+                    // Nobody is left to read out: a reject or a close is a plain close now.
+                    State::Closing { then } => *then = AfterFlush::Close,
+                    State::Working { .. } | State::Lingering { .. } | State::Closed => {}
+                }
+            }
+            // The client stopped sending mid-body: there is no request to answer.
+            State::Body { .. } | State::Lingering { .. } => return self.close(env, fx),
+            State::Working { peer_closed, .. } => *peer_closed = true,
+            State::Closing { then } => *then = AfterFlush::Close,
+            State::Closed => return,
+        }
+        self.settle(env, fx);
+    }
+
+    /// The socket took `n` bytes of [`Conn::output`]. Answers held back by the high-water mark resume here.
+    pub fn written(&mut self, env: &Env, n: usize, fx: &mut Vec<Effect>) {
+        self.output_pos = (self.output_pos + n).min(self.output.len());
+        if self.output_pos < self.output.len() {
+            return;
+        }
+        self.output.clear();
+        self.output_pos = 0;
+        self.output_since = None;
+        if self.output.capacity() > KEEP_BUFFER_CAPACITY {
+            self.output = Vec::new();
+        }
+        if !self.unread().is_empty() {
+            self.process(env, false, fx);
+        }
+        self.settle(env, fx);
+    }
+
+    /// A `/work` run ended (or could not start).
+    pub fn work_done(&mut self, env: &Env, result: WorkResult, fx: &mut Vec<Effect>) {
+        let State::Working { .. } = self.state else { return };
+        let State::Working { req, peer_closed } = std::mem::replace(&mut self.state, State::Closed) else {
+            unreachable!("matched above")
+        };
+        let (resp, panicked) = match result {
+            WorkResult::Done => (Response::text(200, "work done\n"), false),
+            WorkResult::Panicked => (Response::text(500, "internal error\n"), true),
+            WorkResult::Refused => (Response::text(503, "/work is at capacity, retry shortly\n").retry_after(1), false),
+        };
+        self.state = State::Idle { since: env.now, fresh: false };
+        let at = fx.len();
+        self.finish(env, *req, resp, peer_closed, fx);
+        if panicked && let Some(Effect::Record(r)) = fx.get_mut(at) {
+            r.panicked = true;
+        }
+        if peer_closed {
+            self.state = State::Closing { then: AfterFlush::Close };
+        } else {
+            self.process(env, false, fx);
+        }
+        self.settle(env, fx);
+    }
+
+    /// The clock: ends whatever limit has run out.
+    pub fn tick(&mut self, env: &Env, fx: &mut Vec<Effect>) {
+        let Some(d) = self.next_deadline(env.settings) else { return };
+        if env.now < d {
+            return;
+        }
+        if !self.output().is_empty() {
+            fx.push(Effect::Limit(LimitReason::WriteTimeout));
+            return self.close(env, fx);
+        }
+        match &self.state {
+            State::Idle { fresh, .. } => {
+                if *fresh {
+                    fx.push(Effect::Limit(LimitReason::HeaderTimeout));
+                }
+                self.close(env, fx);
+            }
+            State::Head { started, .. } => {
+                fx.push(Effect::Limit(LimitReason::HeaderTimeout));
+                let req = Request::rejected(*started, self.unread());
+                self.reject(env, req, Response::text(408, "request head not received in time\n"), fx);
+                self.settle(env, fx);
+            }
+            State::Body { .. } => {
+                fx.push(Effect::Limit(LimitReason::BodyTimeout));
+                let State::Body { req, .. } = std::mem::replace(&mut self.state, State::Closed) else {
+                    unreachable!("matched above")
+                };
+                self.reject(env, *req, Response::text(408, "request body not received in time\n"), fx);
+                self.settle(env, fx);
+            }
+            State::Lingering { .. } => self.close(env, fx),
+            State::Working { .. } | State::Closing { .. } | State::Closed => {}
+        }
+    }
+
+    /// At drain: idle keep-alive connections close now, as with Go's Shutdown; busy ones finish first.
+    /// A connection that has sent nothing yet gets [`FRESH_DRAIN_GRACE`] from its accept: it was
+    /// accepted during the shutdown delay, so its first request is owed an answer.
+    pub fn drain(&mut self, env: &Env, fx: &mut Vec<Effect>) {
+        let now = env.now;
+        let quiet = self.unread().is_empty() && self.output().is_empty();
+        let close = match self.state {
+            State::Idle { fresh: false, .. } => quiet,
+            State::Idle { fresh: true, since } => quiet && now >= since + FRESH_DRAIN_GRACE,
+            State::Lingering { .. } => true,
+            _ => false,
+        };
+        if close {
+            self.close(env, fx);
+        }
+    }
+
+    /// The socket failed: nothing more can be said.
+    pub fn abort(&mut self, env: &Env, fx: &mut Vec<Effect>) {
+        self.close(env, fx);
+    }
+
+    fn close(&mut self, env: &Env, fx: &mut Vec<Effect>) {
+        if self.is_closed() {
+            return;
+        }
+        let abandoned = self.in_flight();
+        if abandoned {
+            // The client went away mid-request; a /work run finishes and its answer is discarded.
+            env.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.state = State::Closed;
+        self.input = Vec::new();
+        self.input_pos = 0;
+        self.output = Vec::new();
+        self.output_pos = 0;
+        self.output_since = None;
+        fx.push(Effect::Close { abandoned });
+    }
+
+    /// Once the last answer is flushed: close, or half-close and linger.
+    fn settle(&mut self, env: &Env, fx: &mut Vec<Effect>) {
+        let State::Closing { then } = self.state else { return };
+        if !self.output().is_empty() {
+            return;
+        }
+        let linger = match then {
+            AfterFlush::Close => false,
+            AfterFlush::Linger => true,
+            AfterFlush::LingerIfUnread => !self.unread().is_empty(),
+        };
+        if linger {
+            self.state = State::Lingering { until: env.now + LINGER, discarded: 0 };
+            self.input = Vec::new();
+            self.input_pos = 0;
+            fx.push(Effect::Linger);
+        } else {
+            self.close(env, fx);
+        }
+    }
+
+    fn unread(&self) -> &[u8] {
+        &self.input[self.input_pos..]
+    }
+
+    fn queue_output(&mut self, now: Instant) {
+        if self.output_since.is_none() {
+            self.output_since = Some(now);
+        }
+    }
+
+    /// Parses and answers every complete request in the input buffer, in order, until one must wait.
+    /// `eof`: the peer has stopped sending, so the next answer is the last.
+    fn process(&mut self, env: &Env, eof: bool, fx: &mut Vec<Effect>) {
+        let s = env.settings;
+        while self.output().len() <= OUTPUT_HIGH_WATER {
+            match &mut self.state {
+                State::Working { .. } | State::Closing { .. } | State::Lingering { .. } | State::Closed => break,
+                State::Body { body, .. } => {
+                    let avail = &self.input[self.input_pos..];
+                    let outcome = match body {
+                        BodyProgress::Length(remaining) => {
+                            let take = (*remaining).min(avail.len() as u64);
+                            *remaining -= take;
+                            Ok((take as usize, *remaining == 0))
+                        }
+                        BodyProgress::Chunked(decoder) => decoder
+                            .feed(avail)
+                            .map(|f| (f.consumed, f.done))
+                            .map_err(|e| (e.status(), e.reason(), e.to_string())),
+                    };
+                    let consumed = outcome.as_ref().map_or(0, |&(c, _)| c);
+                    self.input_pos += consumed;
+                    if matches!(outcome, Ok((_, false))) {
+                        break;
+                    }
+                    let State::Body { req, .. } =
+                        std::mem::replace(&mut self.state, State::Idle { since: env.now, fresh: false })
+                    else {
+                        unreachable!("matched above")
+                    };
+                    match outcome {
+                        Ok(_) => self.dispatch(env, *req, eof, fx),
+                        Err((status, reason, message)) => {
+                            fx.push(if status == 413 {
+                                Effect::Limit(LimitReason::BodyTooLarge)
+                            } else {
+                                Effect::ParseError(reason)
+                            });
+                            let resp = Response::owned(status, response::TEXT, format!("{message}\n").into_bytes());
+                            self.reject(env, *req, resp, fx);
+                        }
+                    }
+                }
+                State::Idle { .. } | State::Head { .. } => {
+                    if self.input_pos == self.input.len() {
+                        break;
+                    }
+                    let (started, parsed_len) = match self.state {
+                        State::Head { started, parsed_len } => (started, Some(parsed_len)),
+                        _ => (env.now, None),
+                    };
+                    let unread = &self.input[self.input_pos..];
+                    if let Some(parsed_len) = parsed_len
+                        && !head_may_have_changed(s, unread, parsed_len)
+                    {
+                        break;
+                    }
+                    match parser::parse_head(unread, &s.limits) {
+                        Ok(Parsed::Partial) => {
+                            self.state = State::Head { started, parsed_len: unread.len() };
+                            break;
+                        }
+                        Err(e) => {
+                            if let Some(limit) = e.limit_reason() {
+                                fx.push(Effect::Limit(limit));
+                            }
+                            fx.push(Effect::ParseError(e.reason()));
+                            let req = Request::rejected(started, unread);
+                            let resp = Response::owned(e.status(), response::TEXT, format!("{e}\n").into_bytes());
+                            self.reject(env, req, resp, fx);
+                        }
+                        Ok(Parsed::Complete { head, head_len }) => {
+                            let req = Request::from_head(&head, started, s.drills);
+                            let (framing, expect_continue) = (head.framing, head.expect_continue);
+                            self.input_pos += head_len;
+                            env.in_flight.fetch_add(1, Ordering::Relaxed);
+                            match framing {
+                                Framing::None | Framing::ContentLength(0) => {
+                                    self.state = State::Idle { since: env.now, fresh: false };
+                                    self.dispatch(env, req, eof, fx);
+                                }
+                                Framing::ContentLength(n) if n > s.max_body => {
+                                    fx.push(Effect::Limit(LimitReason::BodyTooLarge));
+                                    self.reject(env, req, Response::text(413, "request body too large\n"), fx);
+                                }
+                                Framing::ContentLength(n) => {
+                                    self.send_continue(env.now, expect_continue);
+                                    self.state = State::Body { req: Box::new(req), body: BodyProgress::Length(n) };
+                                }
+                                Framing::Chunked => {
+                                    self.send_continue(env.now, expect_continue);
+                                    let body = BodyProgress::Chunked(ChunkedDecoder::new(s.chunked));
+                                    self.state = State::Body { req: Box::new(req), body };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if self.input_pos == self.input.len() {
+            self.input.clear();
+            self.input_pos = 0;
+            if self.input.capacity() > KEEP_BUFFER_CAPACITY {
+                self.input = Vec::new();
+            }
+        } else if self.input_pos > KEEP_BUFFER_CAPACITY {
+            self.input.drain(..self.input_pos);
+            self.input_pos = 0;
+        }
+    }
+
+    /// 100 Continue only when the client is waiting for it (RFC 9110 §10.1.1): no body bytes here yet.
+    fn send_continue(&mut self, now: Instant, expect_continue: bool) {
+        if expect_continue && self.unread().is_empty() {
+            self.queue_output(now);
+            self.output.extend_from_slice(response::CONTINUE);
+        }
+    }
+
+    fn dispatch(&mut self, env: &Env, req: Request, eof: bool, fx: &mut Vec<Effect>) {
+        self.served += 1;
+        let app = env.app;
+        match guarded(|| router::handle(app, req.method, req.route, req.query.as_deref())) {
+            Ok(Action::Respond(resp)) => self.finish(env, req, resp, eof, fx),
+            Ok(Action::Work { cpu_ms }) => {
+                fx.push(Effect::StartWork { cpu: Duration::from_millis(cpu_ms), delay: env.settings.work_delay });
+                self.state = State::Working { req: Box::new(req), peer_closed: eof };
+            }
+            Ok(Action::Panic) => {
+                fx.push(Effect::PanicDrill { request_id: req.request_id });
+                self.state = State::Closing { then: AfterFlush::Close };
+            }
+            Err(_) => {
+                let at = fx.len();
+                self.finish(env, req, Response::text(500, "internal error\n"), eof, fx);
+                if let Some(Effect::Record(r)) = fx.get_mut(at) {
+                    r.panicked = true;
+                }
+            }
+        }
+    }
+
+    /// An error answer that ends the connection, after reading out what the client still sends.
+    fn reject(&mut self, env: &Env, req: Request, resp: Response, fx: &mut Vec<Effect>) {
+        self.finish(env, req, resp, true, fx);
+        self.state = State::Closing { then: AfterFlush::Linger };
+    }
+
+    /// Queues the answer, records it, and decides whether the connection goes on: the version's rules,
+    /// `Connection`, the shutdown phase, the per-connection cap, and whether the peer still sends (`last`).
+    fn finish(&mut self, env: &Env, req: Request, resp: Response, last: bool, fx: &mut Vec<Effect>) {
+        let keep = !last && req.keep_alive && !env.app.state.shutting_down() && self.served < env.settings.max_requests;
+        let persistence = match (keep, req.http10) {
+            (false, _) => Persistence::Close,
+            (true, true) => Persistence::KeepAliveHttp10,
+            (true, false) => Persistence::KeepAlive,
+        };
+        if req.in_flight {
+            env.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.queue_output(env.now);
+        let head_only = req.method == Method::Head;
+        let bytes = response::encode(&mut self.output, &resp, head_only, &req.request_id, persistence, env.date);
+        self.state = if keep {
+            State::Idle { since: env.now, fresh: false }
+        } else {
+            State::Closing { then: AfterFlush::LingerIfUnread }
+        };
+        fx.push(Effect::Record(Box::new(Record {
+            started: req.started,
+            method: req.method,
+            method_text: req.method_text,
+            route: req.route,
+            path: req.path,
+            status: resp.status,
+            bytes,
+            request_id: req.request_id,
+            user_agent: req.user_agent,
+            in_flight: req.in_flight,
+            panicked: false,
+        })));
+    }
+}
+
+/// Whether a partial head needs parsing again after more bytes arrived. Parsing from the start each time
+/// would make a head dripped byte by byte cost quadratic CPU, so we parse again only when a line was
+/// completed, when the request line passes its limit (414), or when the buffer is full (431).
+fn head_may_have_changed(s: &Settings, unread: &[u8], parsed_len: usize) -> bool {
+    let new = unread.get(parsed_len..).unwrap_or_default();
+    let line_limit = s.limits.max_request_line + 2;
+    new.contains(&b'\n') || (parsed_len <= line_limit && unread.len() > line_limit) || unread.len() >= s.max_input
+}
