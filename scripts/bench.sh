@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: sre-mini against a reference axum server (bench/axum-ref: axum + hyper on tokio's multi-thread
-# runtime), in one run, alternating the two in every round, and reporting medians (issue 4, "Benchmark").
+# runtime), in one run, alternating the two in every round, and reporting medians.
 # It is not a test: it prints figures, and a missed target prints MISS without failing the script.
 #
 #   bash scripts/bench.sh                       # full run, about 8 minutes on the 2-core machine
@@ -10,7 +10,9 @@
 # BURST=300 concurrent /work; STARTS=5 exec->/readyz timings per server per round; SKIP_BUILD=1 reuses
 # the binaries; SRE_BIN / REF_BIN point at other binaries (e.g. SRE_BIN=$REF_BIN to debug against axum twice);
 # MUSL=0 skips the static musl builds (the deployed artifact), measured for idle RSS and size besides;
-# NICE=-10 runs servers and load generators at that niceness (root only) to damp noise from a busy machine.
+# NICE=-10 runs servers and load generators at that niceness (root only) to damp noise from a busy machine;
+# IDLE="1000 3000" idle keep-alive connections held open beside the pinned keep-alive run, one row each;
+# BASE_BIN=path measures a third server, sre-mini built from another revision, in every round (name: BASE_NAME).
 # Output: the table on stdout and in bench/results/latest.md (gitignored), raw figures in bench/results/<stamp>/.
 #
 # Every server is started on 127.0.0.1 with request logging on (stdout to /dev/null), and killed on exit.
@@ -31,6 +33,9 @@ SRE_MUSL_BIN=${SRE_MUSL_BIN:-$ROOT/target/$MUSL_TARGET/release/sre-mini}
 REF_MUSL_BIN=${REF_MUSL_BIN:-$ROOT/bench/target/$MUSL_TARGET/release/axum-ref}
 SRE_BIN=${SRE_BIN:-$ROOT/target/release/sre-mini}
 REF_BIN=${REF_BIN:-$ROOT/bench/target/release/axum-ref}
+IDLE=${IDLE:-1000 3000}
+BASE_BIN=${BASE_BIN:-}
+BASE_NAME=${BASE_NAME:-base}
 WORK_DEADLINE_S=2.1          # "200 within 2.1 s" at the default WORK_DELAY_MS=2000
 if ! [[ $NICE =~ ^-?[0-9]+$ ]] || (( NICE < -20 || NICE > 19 )); then
   die "NICE must be an integer in -20..19 (got '$NICE')"
@@ -68,6 +73,10 @@ if [ "$SKIP_BUILD" != 1 ]; then
 fi
 [ -x "$SRE_BIN" ] || die "no sre-mini binary at $SRE_BIN"
 [ -x "$REF_BIN" ] || die "no axum reference binary at $REF_BIN"
+[ -z "$BASE_BIN" ] || [ -x "$BASE_BIN" ] || die "no binary at BASE_BIN=$BASE_BIN"
+for n in $IDLE; do [[ $n =~ ^[0-9]+$ ]] && (( n <= 10000 )) || die "IDLE must list counts in 0..10000 (got '$IDLE')"; done
+# Thousands of idle connections need as many descriptors in the servers (axum does not raise its own limit).
+ulimit -n "$(ulimit -Hn)" || die "cannot raise the open-file limit"
 if [ "$MUSL" = 1 ]; then
   [ -x "$SRE_MUSL_BIN" ] || die "no static sre-mini binary at $SRE_MUSL_BIN"
   [ -x "$REF_MUSL_BIN" ] || die "no static axum reference binary at $REF_MUSL_BIN"
@@ -118,12 +127,12 @@ stop_server() {
   wait "$SRV_PID" 2>/dev/null || true
 }
 
-# run_wrk ROUND NAME keepalive|close pinned|unpinned
+# run_wrk ROUND NAME keepalive|close pinned|unpinned [KEY]
 run_wrk() {
   local r=$1 name=$2 mode=$3 pin=$4 hdr=() cpu=() f
   [ "$mode" = close ] && hdr=(-H 'Connection: close')
   [ "$pin" = pinned ] && cpu=(taskset -c 1)
-  local key; key=$([ "$mode" = close ] && echo close || echo ka)_$pin
+  local key; key=${5:-$([ "$mode" = close ] && echo close || echo ka)_$pin}
   f="$OUT/wrk-r$r-$name-$key.txt"
   timeout $((DURATION + 30)) "${RUN[@]}" "${cpu[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" \
     "http://127.0.0.1:$SRV_PORT/healthz" >"$f" 2>&1 || note "round $r $name $key: wrk exited non-zero"
@@ -152,6 +161,26 @@ bench_server() {
   rec "$r" "$name" rss_idle_mib "$(jget "$s-idle-pinned.json" 'd["vmrss_kib"]/1024')"
   run_wrk "$r" "$name" keepalive pinned
   run_wrk "$r" "$name" close pinned
+  # 1b. the same keep-alive load with N idle keep-alive connections held open beside it (holder on CPU 1).
+  local n ready
+  for n in $IDLE; do
+    ready="$OUT/idle-r$r-$name-$n.json"
+    timeout $((DURATION + 120)) "${RUN[@]}" taskset -c 1 python3 "$ROOT/bench/tools/benchlib.py" hold-idle \
+      "$SRV_PORT" "$n" $((DURATION + 60)) "$ready" >/dev/null 2>>"$ERRLOG" &
+    local holder=$!
+    TRACKED_PIDS+=("$holder")
+    local waited=0
+    while [ ! -s "$ready" ] && (( waited < 600 )); do sleep 0.1; waited=$((waited + 1)); done
+    if [ -s "$ready" ] && [ "$(jget "$ready" 'd["failed"]')" = 0 ]; then
+      proc_status "$s-idle$n.json"
+      rec "$r" "$name" "rss_idle${n}_mib" "$(jget "$s-idle$n.json" 'd["vmrss_kib"]/1024')"
+      run_wrk "$r" "$name" keepalive pinned "idle$n"
+    else
+      note "round $r $name: could not hold $n idle connections ($(cat "$ready" 2>/dev/null || echo 'no report in 60 s'))"
+    fi
+    kill -KILL "$holder" 2>/dev/null || true
+    wait "$holder" 2>/dev/null || true
+  done
   stop_server
   # 2. unpinned, then the /work burst on the same (loaded) process; peak RSS and threads after it all.
   start_server "$bin" unpinned
@@ -220,10 +249,14 @@ START_S=$SECONDS
 for ((r = 1; r <= ROUNDS; r++)); do
   # Alternate the order too, so neither server always runs first (warm caches, neighbours' load).
   if (( r % 2 )); then order=(sre-mini axum); else order=(axum sre-mini); fi
+  [ -z "$BASE_BIN" ] || order+=(base)
   for name in "${order[@]}"; do
     say "round $r/$ROUNDS: $name"
-    if [ "$name" = sre-mini ]; then bench_server "$r" sre-mini "$SRE_BIN" "$SRE_MUSL"
-    else bench_server "$r" axum "$REF_BIN" "$REF_MUSL"; fi
+    case $name in
+      sre-mini) bench_server "$r" sre-mini "$SRE_BIN" "$SRE_MUSL" ;;
+      axum) bench_server "$r" axum "$REF_BIN" "$REF_MUSL" ;;
+      base) bench_server "$r" base "$BASE_BIN" ;;
+    esac
   done
 done
 note "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); rounds took $((SECONDS - START_S)) s"
@@ -242,7 +275,7 @@ json.dump({
     "cpu": "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')",
     "kernel": "Linux $(uname -r)", "rustc": "$(rustc -V | cut -d' ' -f1-2)",
     "wrk": "$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2) -t1 -c$CONNS -d${DURATION}s",
-    "sre_rev": "$rev", "notes": notes,
+    "sre_rev": "$rev", "base_rev": "$BASE_NAME", "notes": notes,
 }, open(sys.argv[1], "w"))
 PYEOF
 "${PY[@]}" report "$RESULTS" "$OUT/latest.md" "$OUT/meta.json"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Supply-chain checks (issue 7). Every control is exercised both ways: the real tree passes, and a
+# Supply-chain checks. Every control is exercised both ways: the real tree passes, and a
 # deliberately broken copy fails.
 #
 #   bash scripts/check-supply-chain.sh [STEP...]     STEP: deps negative evidence workflow | all (default)

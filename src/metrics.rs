@@ -174,8 +174,9 @@ impl Metrics {
         }
     }
 
-    /// Test hook: the current value of one request counter.
-    pub fn requests_total(&self, method: Method, route: Route, status: u16) -> u64 {
+    /// The current value of one request counter, for the unit tests (production reads them through `render`).
+    #[cfg(test)]
+    fn requests_total(&self, method: Method, route: Route, status: u16) -> u64 {
         code_index(status).map_or(0, |i| self.requests[counter_index(method, route, i)].load(Ordering::Relaxed))
     }
 

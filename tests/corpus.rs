@@ -1,4 +1,4 @@
-//! The adversarial request corpus (issue 4, part 2): every case in tests/corpus/*.txt is sent on its own connection
+//! The adversarial request corpus: every case in tests/corpus/*.txt is sent on its own connection
 //! to ONE running server, which must answer with exactly the expected statuses, close (or keep) the connection as
 //! expected, and still answer a fresh `GET /healthz` afterwards. The format is described in tests/corpus/README.md.
 
@@ -235,7 +235,7 @@ fn corpus_format_and_size() {
     let cases = load_corpus();
     let names: BTreeSet<_> = cases.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.len(), cases.len(), "case names must be unique");
-    assert!(cases.len() >= MIN_CASES, "{} cases; the issue asks for at least {MIN_CASES}", cases.len());
+    assert!(cases.len() >= MIN_CASES, "{} cases; the corpus must keep at least {MIN_CASES}", cases.len());
     for must in
         ["cl-te-classic", "te-cl-classic", "te-xchunked", "tls-client-hello", "http2-version", "expect-100-continue"]
     {

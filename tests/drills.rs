@@ -1,4 +1,4 @@
-//! Resilience drills (issue 4, part 3), loopback only, each bounded in count and time and stopping by itself.
+//! Resilience drills, loopback only, each bounded in count and time and stopping by itself.
 //! The drills share a lock so they never run at the same time as one another (their timings would interfere).
 //! Figures are printed with eprintln!: `cargo test --release --test drills -- --nocapture` shows them.
 //!

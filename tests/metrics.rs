@@ -74,7 +74,7 @@ const FAMILIES: [(&str, &str); 31] = [
 
 // ---------------------------------------------------------------------------------------------------------------
 // A strict reader of the text exposition format 0.0.4: it panics on anything Prometheus would reject or that the
-// issue forbids (missing HELP/TYPE, split families, unescaped label values, blank lines, no final newline).
+// metrics contract in docs/metrics.md forbids (missing HELP/TYPE, split families, unescaped label values, blank lines, no final newline).
 
 #[derive(Debug, Clone)]
 struct Sample {

@@ -8,6 +8,8 @@ Subcommands (each prints one JSON object on stdout, except `report`):
   burst PORT N DEADLINE_S TIMEOUT_S    N concurrent GET /work (plus the sampler in a child process)
   startup BIN PORT TIMEOUT_S           exec BIN, time until the first 200 on /readyz (ms)
   status PID                           VmRSS, VmHWM (KiB) and Threads from /proc/PID/status
+  hold-idle PORT N HOLD_S READY_FILE   open N keep-alive connections, one answered GET /healthz on each, then
+                                       hold them idle for at most HOLD_S (writes {"held", "failed"} to READY_FILE)
   report RESULTS_JSONL OUT_MD META_JSON  medians per metric, sre-mini/axum ratios, targets (PASS/MISS)
 
 All traffic goes to 127.0.0.1; every loop is bounded in count and time.
@@ -273,6 +275,45 @@ def cmd_startup(binary, port, timeout_s):
     return 0 if ms is not None else 1
 
 
+# ---------------------------------------------------------------- idle keep-alive connections
+def cmd_hold_idle(port, n, hold_s, ready_file):
+    """The state a proxy's connection pool puts a server in: many open keep-alive connections, all quiet."""
+    import resource
+
+    port, n, hold_s = int(port), int(n), float(hold_s)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
+    req = f"GET /healthz HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+    held, failed = [], 0
+    deadline = time.monotonic() + 60
+    for _ in range(n):
+        if time.monotonic() > deadline:
+            failed += 1
+            continue
+        try:
+            s = socket.create_connection((HOST, port), timeout=5)
+            s.sendall(req)
+            buf = b""
+            while b"\r\n\r\n" not in buf and len(buf) < 65536:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise ConnectionError("closed before answering")
+                buf += chunk
+            if not buf.startswith(b"HTTP/1.1 200"):
+                raise ConnectionError(buf[:40])
+            held.append(s)
+        except OSError:
+            failed += 1
+    with open(ready_file + ".tmp", "w", encoding="utf-8") as f:
+        json.dump({"held": len(held), "failed": failed}, f)
+    os.replace(ready_file + ".tmp", ready_file)
+    time.sleep(hold_s)
+    for s in held:
+        s.close()
+    return 0
+
+
 # ---------------------------------------------------------------- /proc status
 def cmd_status(pid):
     res = {}
@@ -302,6 +343,11 @@ METRICS = [
     ("close_unpinned_rps", "/healthz Connection: close, unpinned: rps", "", False, "{:,.0f}"),
     ("close_unpinned_p50_ms", "/healthz Connection: close, unpinned: p50", " ms", True, "{:.3f}"),
     ("close_unpinned_p99_ms", "/healthz Connection: close, unpinned: p99", " ms", True, "{:.3f}"),
+    ("idle1000_rps", "/healthz keep-alive, pinned, 1,000 idle connections beside: rps", "", False, "{:,.0f}"),
+    ("idle1000_p99_ms", "/healthz keep-alive, pinned, 1,000 idle connections beside: p99", " ms", True, "{:.3f}"),
+    ("idle3000_rps", "/healthz keep-alive, pinned, 3,000 idle connections beside: rps", "", False, "{:,.0f}"),
+    ("idle3000_p99_ms", "/healthz keep-alive, pinned, 3,000 idle connections beside: p99", " ms", True, "{:.3f}"),
+    ("rss_idle3000_mib", "RSS with 3,000 idle connections (VmRSS)", " MiB", True, "{:.2f}"),
     ("burst_ok_in_time", "300 × /work burst: 200 within 2.1 s", "", False, "{:.0f}"),
     ("burst_503", "300 × /work burst: 503", "", True, "{:.0f}"),
     ("burst_healthz_p99_ms", "300 × /work burst: /healthz p99", " ms", True, "{:.2f}"),
@@ -317,6 +363,8 @@ METRICS = [
     ("crates", "crates in runtime tree", "", True, "{:.0f}"),
 ]
 SERVERS = ("sre-mini", "axum")
+# Measured too when bench.sh is given BASE_BIN: the same server built from another revision (e.g. main).
+BASE = "base"
 
 
 def fmt(fmt_str, unit, v):
@@ -347,7 +395,7 @@ def cmd_report(results_path, out_md, meta_path):
     bulkhead = int(meta.get("work_max_concurrent", 512))
     burst_n = int(meta.get("burst_n", 300))
     expect_ok = min(burst_n, bulkhead)
-    # Targets (issue 4): (name, metric keys involved, check() -> bool|None, target text, observed text)
+    # Targets: (name, metric keys involved, check() -> bool|None, target text, observed text)
     targets = []
 
     def add(name, check, target, observed):
@@ -362,13 +410,21 @@ def cmd_report(results_path, out_md, meta_path):
 
     for pin in ("pinned", "unpinned"):
         k = f"ka_{pin}_rps"
-        add(f"keep-alive rps, {pin}", lambda k=k: ratio(k) >= 1.1, "sre-mini/axum ≥ 1.10", r2(ratio(k)))
+        add(f"keep-alive rps, {pin}", lambda k=k: ratio(k) >= 1.25, "sre-mini/axum ≥ 1.25", r2(ratio(k)))
         k = f"ka_{pin}_p99_ms"
         add(f"keep-alive p99, {pin}", lambda k=k: med("sre-mini", k) <= med("axum", k),
             "≤ axum's", f"{fmt('{:.3f}', ' ms', med('sre-mini', k))} vs {fmt('{:.3f}', ' ms', med('axum', k))}")
     for pin in ("pinned", "unpinned"):
         k = f"close_{pin}_rps"
         add(f"Connection: close rps, {pin}", lambda k=k: ratio(k) >= 1.0, "sre-mini/axum ≥ 1.00", r2(ratio(k)))
+    def own(key, base):
+        a, b = med("sre-mini", key), med("sre-mini", base)
+        return a / b if a is not None and b not in (None, 0) else None
+
+    add("rps with 3,000 idle connections", lambda: own("idle3000_rps", "ka_pinned_rps") >= 0.9,
+        "≥ 0.90 × its own with none (pinned)", r2(own("idle3000_rps", "ka_pinned_rps")))
+    add("RSS with 3,000 idle connections", lambda: med("sre-mini", "rss_idle3000_mib") <= 8.0, "≤ 8 MiB",
+        fmt("{:.2f}", " MiB", med("sre-mini", "rss_idle3000_mib")))
     add("idle RSS (fresh)", lambda: ratio("rss_idle_mib") <= 0.5, "sre-mini/axum ≤ 0.50", r2(ratio("rss_idle_mib")))
     add("idle RSS (fresh), static musl build", lambda: ratio("rss_idle_musl_mib") <= 0.5, "sre-mini/axum ≤ 0.50",
         r2(ratio("rss_idle_musl_mib")))
@@ -390,14 +446,24 @@ def cmd_report(results_path, out_md, meta_path):
                  f"{meta['date']}; {meta['nproc']} × {meta['cpu']}; {meta['kernel']}; {meta['rustc']}; "
                  f"{meta['wrk']}; sre-mini {meta['sre_rev']}.")
     lines.append("")
-    lines.append("| metric | sre-mini | axum | sre-mini/axum |")
-    lines.append("| --- | ---: | ---: | ---: |")
+    base = any(server == BASE for server, _ in data)
+    base_name = meta.get("base_rev") or BASE
+    if base:
+        lines.append(f"| metric | sre-mini | axum | sre-mini/axum | {base_name} | sre-mini/{base_name} |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    else:
+        lines.append("| metric | sre-mini | axum | sre-mini/axum |")
+        lines.append("| --- | ---: | ---: | ---: |")
     for key, label, unit, _, f in METRICS:
         label = label.replace("300", str(burst_n))
         a, b, r = med("sre-mini", key), med("axum", key), ratio(key)
-        lines.append(f"| {label} | {fmt(f, unit, a)} | {fmt(f, unit, b)} | {r2(r)} |")
+        row = f"| {label} | {fmt(f, unit, a)} | {fmt(f, unit, b)} | {r2(r)} |"
+        if base:
+            c = med(BASE, key)
+            row += f" {fmt(f, unit, c)} | {r2(a / c if a is not None and c not in (None, 0) else None)} |"
+        lines.append(row)
     lines.append("")
-    lines.append("| target (issue 4) | goal | measured | result |")
+    lines.append("| target | goal | measured | result |")
     lines.append("| --- | --- | --- | --- |")
     for name, res, target, observed in targets:
         lines.append(f"| {name} | {target} | {observed} | {res} |")
@@ -416,7 +482,7 @@ def cmd_report(results_path, out_md, meta_path):
 
 COMMANDS = {
     "wait-ready": cmd_wait_ready, "wrk": cmd_wrk, "sample": cmd_sample, "burst": cmd_burst,
-    "startup": cmd_startup, "status": cmd_status, "report": cmd_report,
+    "startup": cmd_startup, "status": cmd_status, "report": cmd_report, "hold-idle": cmd_hold_idle,
 }
 
 if __name__ == "__main__":

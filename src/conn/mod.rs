@@ -417,9 +417,13 @@ impl Conn {
 
     /// A `/work` run ended (or could not start).
     pub fn work_done(&mut self, env: &Env, result: WorkResult, fx: &mut Vec<Effect>) {
-        let State::Working { .. } = self.state else { return };
-        let State::Working { req, peer_closed } = std::mem::replace(&mut self.state, State::Closed) else {
-            unreachable!("matched above")
+        let (req, peer_closed) = match std::mem::replace(&mut self.state, State::Closed) {
+            State::Working { req, peer_closed } => (req, peer_closed),
+            // A report for a connection that is not waiting for one changes nothing.
+            other => {
+                self.state = other;
+                return;
+            }
         };
         let (resp, panicked) = match result {
             WorkResult::Done => (Response::text(200, "work done\n"), false),
@@ -465,10 +469,9 @@ impl Conn {
             }
             State::Body { .. } => {
                 fx.push(Effect::Limit(LimitReason::BodyTimeout));
-                let State::Body { req, .. } = std::mem::replace(&mut self.state, State::Closed) else {
-                    unreachable!("matched above")
-                };
-                self.reject(env, *req, Response::text(408, "request body not received in time\n"), fx);
+                if let State::Body { req, .. } = std::mem::replace(&mut self.state, State::Closed) {
+                    self.reject(env, *req, Response::text(408, "request body not received in time\n"), fx);
+                }
                 self.settle(env, fx);
             }
             State::Lingering { .. } => self.close(env, fx),
@@ -550,103 +553,7 @@ impl Conn {
     /// Parses and answers every complete request in the input buffer, in order, until one must wait.
     /// `eof`: the peer has stopped sending, so the next answer is the last.
     fn process(&mut self, env: &Env, eof: bool, fx: &mut Vec<Effect>) {
-        let s = env.settings;
-        while self.output().len() <= OUTPUT_HIGH_WATER {
-            match &mut self.state {
-                State::Working { .. } | State::Closing { .. } | State::Lingering { .. } | State::Closed => break,
-                State::Body { body, .. } => {
-                    let avail = &self.input[self.input_pos..];
-                    let outcome = match body {
-                        BodyProgress::Length(remaining) => {
-                            let take = (*remaining).min(avail.len() as u64);
-                            *remaining -= take;
-                            Ok((take as usize, *remaining == 0))
-                        }
-                        BodyProgress::Chunked(decoder) => decoder
-                            .feed(avail)
-                            .map(|f| (f.consumed, f.done))
-                            .map_err(|e| (e.status(), e.reason(), e.to_string())),
-                    };
-                    let consumed = outcome.as_ref().map_or(0, |&(c, _)| c);
-                    self.input_pos += consumed;
-                    if matches!(outcome, Ok((_, false))) {
-                        break;
-                    }
-                    let State::Body { req, .. } =
-                        std::mem::replace(&mut self.state, State::Idle { since: env.now, fresh: false })
-                    else {
-                        unreachable!("matched above")
-                    };
-                    match outcome {
-                        Ok(_) => self.dispatch(env, *req, eof, fx),
-                        Err((status, reason, message)) => {
-                            fx.push(if status == 413 {
-                                Effect::Limit(LimitReason::BodyTooLarge)
-                            } else {
-                                Effect::ParseError(reason)
-                            });
-                            let resp = Response::owned(status, response::TEXT, format!("{message}\n").into_bytes());
-                            self.reject(env, *req, resp, fx);
-                        }
-                    }
-                }
-                State::Idle { .. } | State::Head { .. } => {
-                    if self.input_pos == self.input.len() {
-                        break;
-                    }
-                    let (started, parsed_len) = match self.state {
-                        State::Head { started, parsed_len } => (started, Some(parsed_len)),
-                        _ => (env.now, None),
-                    };
-                    let unread = &self.input[self.input_pos..];
-                    if let Some(parsed_len) = parsed_len
-                        && !head_may_have_changed(s, unread, parsed_len)
-                    {
-                        break;
-                    }
-                    match parser::parse_head(unread, &s.limits) {
-                        Ok(Parsed::Partial) => {
-                            self.state = State::Head { started, parsed_len: unread.len() };
-                            break;
-                        }
-                        Err(e) => {
-                            if let Some(limit) = e.limit_reason() {
-                                fx.push(Effect::Limit(limit));
-                            }
-                            fx.push(Effect::ParseError(e.reason()));
-                            let req = Request::rejected(started, unread);
-                            let resp = Response::owned(e.status(), response::TEXT, format!("{e}\n").into_bytes());
-                            self.reject(env, req, resp, fx);
-                        }
-                        Ok(Parsed::Complete { head, head_len }) => {
-                            let req = Request::from_head(&head, started, s.drills);
-                            let (framing, expect_continue) = (head.framing, head.expect_continue);
-                            self.input_pos += head_len;
-                            env.in_flight.fetch_add(1, Ordering::Relaxed);
-                            match framing {
-                                Framing::None | Framing::ContentLength(0) => {
-                                    self.state = State::Idle { since: env.now, fresh: false };
-                                    self.dispatch(env, req, eof, fx);
-                                }
-                                Framing::ContentLength(n) if n > s.max_body => {
-                                    fx.push(Effect::Limit(LimitReason::BodyTooLarge));
-                                    self.reject(env, req, Response::text(413, "request body too large\n"), fx);
-                                }
-                                Framing::ContentLength(n) => {
-                                    self.send_continue(env.now, expect_continue);
-                                    self.state = State::Body { req: Box::new(req), body: BodyProgress::Length(n) };
-                                }
-                                Framing::Chunked => {
-                                    self.send_continue(env.now, expect_continue);
-                                    let body = BodyProgress::Chunked(ChunkedDecoder::new(s.chunked));
-                                    self.state = State::Body { req: Box::new(req), body };
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        while self.output().len() <= OUTPUT_HIGH_WATER && self.step(env, eof, fx) {}
         if self.input_pos == self.input.len() {
             self.input.clear();
             self.input_pos = 0;
@@ -656,6 +563,128 @@ impl Conn {
         } else if self.input_pos > KEEP_BUFFER_CAPACITY {
             self.input.drain(..self.input_pos);
             self.input_pos = 0;
+        }
+    }
+
+    /// One request's worth of progress. False when the connection must wait: for input, /work or the peer.
+    fn step(&mut self, env: &Env, eof: bool, fx: &mut Vec<Effect>) -> bool {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Body { req, body } => self.step_body(env, req, body, eof, fx),
+            State::Idle { since, fresh } if self.unread().is_empty() => {
+                self.state = State::Idle { since, fresh };
+                false
+            }
+            State::Idle { .. } => self.step_head(env, env.now, None, eof, fx),
+            State::Head { started, parsed_len } => self.step_head(env, started, Some(parsed_len), eof, fx),
+            other @ (State::Working { .. } | State::Closing { .. } | State::Lingering { .. } | State::Closed) => {
+                self.state = other;
+                false
+            }
+        }
+    }
+
+    fn step_body(
+        &mut self,
+        env: &Env,
+        req: Box<Request>,
+        mut body: BodyProgress,
+        eof: bool,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let avail = &self.input[self.input_pos..];
+        let outcome = match &mut body {
+            BodyProgress::Length(remaining) => {
+                let take = (*remaining).min(avail.len() as u64);
+                *remaining -= take;
+                Ok((take as usize, *remaining == 0))
+            }
+            BodyProgress::Chunked(decoder) => {
+                decoder.feed(avail).map(|f| (f.consumed, f.done)).map_err(|e| (e.status(), e.reason(), e.to_string()))
+            }
+        };
+        match outcome {
+            Ok((consumed, false)) => {
+                self.input_pos += consumed;
+                self.state = State::Body { req, body };
+                false
+            }
+            Ok((consumed, true)) => {
+                self.input_pos += consumed;
+                self.state = State::Idle { since: env.now, fresh: false };
+                self.dispatch(env, *req, eof, fx);
+                true
+            }
+            Err((status, reason, message)) => {
+                fx.push(if status == 413 {
+                    Effect::Limit(LimitReason::BodyTooLarge)
+                } else {
+                    Effect::ParseError(reason)
+                });
+                let resp = Response::owned(status, response::TEXT, format!("{message}\n").into_bytes());
+                self.reject(env, *req, resp, fx);
+                true
+            }
+        }
+    }
+
+    /// `parsed_len`: for a head already partly here, how much of it the last parse saw.
+    fn step_head(
+        &mut self,
+        env: &Env,
+        started: Instant,
+        parsed_len: Option<usize>,
+        eof: bool,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let s = env.settings;
+        let unread = &self.input[self.input_pos..];
+        if let Some(parsed_len) = parsed_len
+            && !head_may_have_changed(s, unread, parsed_len)
+        {
+            self.state = State::Head { started, parsed_len };
+            return false;
+        }
+        match parser::parse_head(unread, &s.limits) {
+            Ok(Parsed::Partial) => {
+                self.state = State::Head { started, parsed_len: unread.len() };
+                false
+            }
+            Err(e) => {
+                if let Some(limit) = e.limit_reason() {
+                    fx.push(Effect::Limit(limit));
+                }
+                fx.push(Effect::ParseError(e.reason()));
+                let req = Request::rejected(started, unread);
+                let resp = Response::owned(e.status(), response::TEXT, format!("{e}\n").into_bytes());
+                self.reject(env, req, resp, fx);
+                true
+            }
+            Ok(Parsed::Complete { head, head_len }) => {
+                let req = Request::from_head(&head, started, s.drills);
+                let (framing, expect_continue) = (head.framing, head.expect_continue);
+                self.input_pos += head_len;
+                env.in_flight.fetch_add(1, Ordering::Relaxed);
+                match framing {
+                    Framing::None | Framing::ContentLength(0) => {
+                        self.state = State::Idle { since: env.now, fresh: false };
+                        self.dispatch(env, req, eof, fx);
+                    }
+                    Framing::ContentLength(n) if n > s.max_body => {
+                        fx.push(Effect::Limit(LimitReason::BodyTooLarge));
+                        self.reject(env, req, Response::text(413, "request body too large\n"), fx);
+                    }
+                    Framing::ContentLength(n) => {
+                        self.send_continue(env.now, expect_continue);
+                        self.state = State::Body { req: Box::new(req), body: BodyProgress::Length(n) };
+                    }
+                    Framing::Chunked => {
+                        self.send_continue(env.now, expect_continue);
+                        let body = BodyProgress::Chunked(ChunkedDecoder::new(s.chunked));
+                        self.state = State::Body { req: Box::new(req), body };
+                    }
+                }
+                true
+            }
         }
     }
 

@@ -259,7 +259,7 @@ def static_checks(docs):
     ok(res.get("requests") == {"cpu": "40m", "memory": "128Mi"} and res.get("limits") == {"cpu": "500m", "memory": "256Mi"},
        "resources are not requests 40m/128Mi, limits 500m/256Mi")
 
-    # Security context (PSS restricted and the list).
+    # Security context: Pod Security Standards "restricted", plus read-only root, no privilege escalation, no capabilities.
     psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
     ok(psc.get("runAsNonRoot") is True and csc.get("runAsNonRoot", True) is True, "runAsNonRoot is not true")
     ok(psc.get("runAsUser") == 65532 and psc.get("runAsGroup") == 65532, "runAsUser/runAsGroup are not 65532")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The workflow hardening policy of issue 7, as a test (actionlint and zizmor run beside it).
+"""The CI workflow hardening policy, as a test (actionlint and zizmor run beside it).
 
     python3 tests/supply_chain/workflow_check.py [.github/workflows/ci.yml] [--self-test]
 
