@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz the request-head parser and the chunked decoder briefly (cargo-fuzz / libFuzzer).
+# Fuzz the request-head parser, the chunked decoder and the connection machine briefly (cargo-fuzz / libFuzzer).
 # Each target runs FUZZ_SECONDS (default 30) from the committed seed corpus; any crash, panic,
 # failed assertion, timeout (> 5 s on one input) or OOM fails the check. The corpus libFuzzer
 # grows goes to a temporary directory, so the committed seeds stay as they are.
@@ -9,7 +9,7 @@ cd "$ROOT"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 [[ "$FUZZ_SECONDS" =~ ^[1-9][0-9]*$ ]] || die "FUZZ_SECONDS must be a positive integer (got '$FUZZ_SECONDS')"
-TARGETS=(parse_head chunked differential_httparse)
+TARGETS=(parse_head chunked differential_httparse conn_events)
 
 need_apt c++ g++          # libfuzzer-sys compiles libFuzzer from C++ sources
 need_cargo fuzz cargo-fuzz
@@ -28,6 +28,7 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$work/$t" "fuzz/artifacts/$t"
   dict=()
   [ "$t" = chunked ] || dict=(-dict=http.dict)
+  mkdir -p "fuzz/corpus/$t"
   log="$work/$t.log"
   rc=0
   # The outer timeout is a backstop only; libFuzzer stops itself at -max_total_time.

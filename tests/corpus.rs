@@ -1,6 +1,8 @@
-//! The adversarial request corpus: every case in tests/corpus/*.txt is sent on its own connection
+//! The adversarial request corpus, at two depths. Every case in tests/corpus/*.txt is sent on its own connection
 //! to ONE running server, which must answer with exactly the expected statuses, close (or keep) the connection as
-//! expected, and still answer a fresh `GET /healthz` afterwards. The format is described in tests/corpus/README.md.
+//! expected, and still answer a fresh `GET /healthz` afterwards. Every case also runs through the connection
+//! machine alone (`sre_mini::conn`, no socket, the clock moved by hand), which must give the same answers.
+//! The format is described in tests/corpus/README.md.
 
 mod common;
 #[path = "common/load.rs"]
@@ -280,4 +282,127 @@ fn corpus_against_one_server() {
     assert_eq!(panics, 0.0, "handler panics during the corpus");
     eprintln!("corpus: {} cases, {} failed, {:.1} s", cases.len(), failures.len(), started.elapsed().as_secs_f64());
     assert!(failures.is_empty(), "{} corpus case(s) failed:\n  {}", failures.len(), failures.join("\n  "));
+}
+
+/// One answer read back from the machine's output.
+struct Answer {
+    status: u16,
+    closes: bool,
+}
+
+/// Splits `out` into answers; HEAD answers (per `expect`, interim 100s skipped in it) carry no body.
+fn answers(out: &[u8], expect: &[Expected]) -> Result<Vec<Answer>, String> {
+    let mut got = Vec::new();
+    let mut rest = out;
+    while !rest.is_empty() {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").ok_or("an answer head without its end")? + 4;
+        let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+        let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad head {head:?}"))?;
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(Ok(0), str::parse)
+            .map_err(|_| "bad Content-Length")?;
+        let head_only = expect.get(got.len()).is_some_and(|e| e.head_only);
+        let body = if status == 100 || head_only { 0 } else { len };
+        got.push(Answer { status, closes: head.contains("\r\nconnection: close\r\n") });
+        rest = rest.get(end + body..).ok_or("an answer shorter than its Content-Length")?;
+    }
+    Ok(got)
+}
+
+/// Runs one case through the connection machine alone: no socket, the clock moved by hand, /work finished at once.
+fn run_case_in_machine(case: &Case) -> Result<Vec<u16>, String> {
+    use sre_mini::conn::{Conn, Effect, Env, Settings, WorkResult};
+    use std::sync::atomic::AtomicI64;
+    let vars = [("HEADER_TIMEOUT_MS", "1000"), ("BODY_TIMEOUT_MS", "1000"), ("WORK_DELAY_MS", "100")];
+    let lookup = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+    let config = sre_mini::config::Config::from_lookup(lookup).unwrap();
+    let settings = Settings::new(&config);
+    let app = sre_mini::App::new(config);
+    app.state.advance(sre_mini::state::Phase::Serving);
+    let gauge = AtomicI64::new(0);
+    let mut now = Instant::now();
+    let mut conn = Conn::new(now);
+    let (mut out, mut fx, mut closed) = (Vec::new(), Vec::new(), false);
+    // Carries out effects and takes all output, as a client that reads everything would.
+    let settle = |conn: &mut Conn, env: &Env, fx: &mut Vec<Effect>, out: &mut Vec<u8>, closed: &mut bool| loop {
+        let mut work = false;
+        for e in fx.drain(..) {
+            match e {
+                Effect::StartWork { .. } => work = true,
+                Effect::Close { .. } => *closed = true,
+                _ => {}
+            }
+        }
+        if work {
+            conn.work_done(env, WorkResult::Done, fx);
+            continue;
+        }
+        let n = conn.output().len();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(conn.output());
+        conn.written(env, n, fx);
+    };
+    let mk = |now| Env { app: &app, in_flight: &gauge, settings: &settings, date: "D", now };
+    for seg in &case.segments {
+        let env = mk(now);
+        conn.received(&env, seg, &mut fx);
+        settle(&mut conn, &env, &mut fx, &mut out, &mut closed);
+    }
+    // Cases that end in a timeout: move the clock past it.
+    for _ in 0..3 {
+        if answers(&out, &case.expect)?.len() >= case.expect.len() {
+            break;
+        }
+        now += Duration::from_millis(1000);
+        let env = mk(now);
+        conn.tick(&env, &mut fx);
+        settle(&mut conn, &env, &mut fx, &mut out, &mut closed);
+    }
+    let got = answers(&out, &case.expect)?;
+    let statuses: Vec<u16> = got.iter().map(|a| a.status).collect();
+    let want: Vec<u16> = case.expect.iter().map(|e| e.status).collect();
+    if statuses != want {
+        return Err(format!("statuses {statuses:?} where {want:?} were expected"));
+    }
+    let last_closes = got.last().is_some_and(|a| a.closes);
+    let reading = conn.interest(&settings).read && !closed;
+    if case.close && !last_closes {
+        return Err("the last answer has no Connection: close".into());
+    }
+    if !case.close {
+        if last_closes {
+            return Err("the last answer says Connection: close; the connection should go on".into());
+        }
+        let before = out.len();
+        let env = mk(now);
+        conn.received(&env, b"GET /healthz HTTP/1.1\r\nHost: corpus\r\n\r\n", &mut fx);
+        settle(&mut conn, &env, &mut fx, &mut out, &mut closed);
+        let follow = answers(&out[before..], &[])?;
+        if follow.len() != 1 || follow[0].status != 200 || !reading {
+            return Err("no single 200 for a follow-up on the same connection".into());
+        }
+    }
+    if gauge.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        return Err("requests left in flight".into());
+    }
+    Ok(statuses)
+}
+
+#[test]
+fn corpus_through_the_connection_machine() {
+    let cases = load_corpus();
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| run_case_in_machine(c).err().map(|e| format!("{}/{}: {e}", c.file, c.name)))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} corpus case(s) failed in the machine:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
 }
