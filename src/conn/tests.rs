@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::App;
 use crate::config::Config;
 use crate::state::Phase;
 

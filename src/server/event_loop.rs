@@ -14,14 +14,16 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::bulkhead::{Refused, WorkOutcome};
+use super::bulkhead::WorkOutcome;
+use super::effects::discard_received;
+use super::table::{Live, Table, lock};
 use crate::App;
-use crate::conn::{Conn, Effect, Env, MAX_LINGER_DISCARD, Record, Settings, WorkResult};
+use crate::conn::{Conn, Effect, Env, Settings, WorkResult};
 use crate::http::response::DateCache;
-use crate::log::{self, JsonLine, LineBuffer};
+use crate::log::{self, LineBuffer};
 use crate::state::Phase;
 use crate::sys::{self, Poller, Readiness};
 
@@ -42,93 +44,15 @@ pub const PANIC_DRILL_EXIT_CODE: i32 = 101;
 
 const LISTENER: u64 = u64::MAX;
 const NOTIFY: u64 = u64::MAX - 1;
-/// Connection slots are allocated in chunks of this many, on first use.
-const CHUNK: usize = 256;
-
-/// A connection the loop holds: the socket, its machine, and the loop's own accounting.
-struct Live {
-    stream: TcpStream,
-    peer: String,
-    conn: Conn,
-    /// Counted in `sremini_connections_open` (refused connections are not).
-    counted: bool,
-    /// The earliest deadline already in some worker's heap for this connection.
-    timer: Option<Instant>,
-    /// In the readiness set (a connection that starts /work at once has not asked for anything yet).
-    registered: bool,
-}
-
-#[derive(Default)]
-struct Slot {
-    generation: u32,
-    live: Option<Live>,
-}
-
-/// Slots indexed by token; chunks are allocated on first use, so a fresh process holds almost nothing.
-/// `CHUNK` slots, allocated together when the first of them is needed.
-type Chunk = Box<[Mutex<Slot>]>;
-
-struct Table {
-    chunks: Box<[OnceLock<Chunk>]>,
-    alloc: Mutex<(Vec<u32>, u32)>,
-    capacity: u32,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a slot is caught by the handler guard; a poisoned lock still holds consistent data.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Table {
-    fn new(capacity: usize) -> Table {
-        let capacity = capacity.min(u32::MAX as usize / 2) as u32;
-        let chunks = (0..(capacity as usize).div_ceil(CHUNK)).map(|_| OnceLock::new()).collect();
-        Table { chunks, alloc: Mutex::new((Vec::new(), 0)), capacity }
-    }
-
-    fn slot(&self, index: u32) -> Option<&Mutex<Slot>> {
-        let chunk = self.chunks.get(index as usize / CHUNK)?.get()?;
-        chunk.get(index as usize % CHUNK)
-    }
-
-    /// Stores a new connection; its token, or None when the table is full.
-    fn insert(&self, live: Live) -> Option<u64> {
-        let index = {
-            let mut a = lock(&self.alloc);
-            match a.0.pop() {
-                Some(i) => i,
-                None if a.1 < self.capacity => {
-                    a.1 += 1;
-                    a.1 - 1
-                }
-                None => return None,
-            }
-        };
-        let chunk = self.chunks[index as usize / CHUNK]
-            .get_or_init(|| (0..CHUNK).map(|_| Mutex::new(Slot::default())).collect());
-        let mut slot = lock(&chunk[index as usize % CHUNK]);
-        slot.generation = slot.generation.wrapping_add(1);
-        slot.live = Some(live);
-        Some(u64::from(slot.generation) << 32 | u64::from(index))
-    }
-
-    fn release(&self, index: u32) {
-        lock(&self.alloc).0.push(index);
-    }
-
-    fn high_water(&self) -> u32 {
-        lock(&self.alloc).1
-    }
-}
 
 /// Finished /work runs, queued by the pool's threads, and the socket pair that wakes a worker for them.
-struct Completions {
-    queue: Mutex<Vec<(u64, WorkOutcome)>>,
-    notify_tx: UnixStream,
+pub(super) struct Completions {
+    pub(super) queue: Mutex<Vec<(u64, WorkOutcome)>>,
+    pub(super) notify_tx: UnixStream,
 }
 
 impl Completions {
-    fn notify(&self) {
+    pub(super) fn notify(&self) {
         // A full socket buffer already guarantees a pending wake-up, so WouldBlock is success.
         let _ = (&self.notify_tx).write(&[1]);
     }
@@ -136,16 +60,16 @@ impl Completions {
 
 /// What every worker shares.
 pub(super) struct Shared {
-    app: Arc<App>,
-    settings: Settings,
-    poller: Poller,
-    listener: Mutex<Option<TcpListener>>,
-    table: Table,
-    done: Arc<Completions>,
-    notify_rx: UnixStream,
+    pub(super) app: Arc<App>,
+    pub(super) settings: Settings,
+    pub(super) poller: Poller,
+    pub(super) listener: Mutex<Option<TcpListener>>,
+    pub(super) table: Table,
+    pub(super) done: Arc<Completions>,
+    pub(super) notify_rx: UnixStream,
     /// Connections in the table.
-    live: AtomicUsize,
-    refused_lingering: AtomicUsize,
+    pub(super) live: AtomicUsize,
+    pub(super) refused_lingering: AtomicUsize,
 }
 
 impl Shared {
@@ -184,11 +108,11 @@ pub(super) struct Worker {
 }
 
 /// A worker's own things: its deadline heap, log batch, effect queue and read buffer.
-struct Local {
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    log: LineBuffer,
-    fx: Vec<Effect>,
-    scratch: Box<[u8]>,
+pub(super) struct Local {
+    pub(super) timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    pub(super) log: LineBuffer,
+    pub(super) fx: Vec<Effect>,
+    pub(super) scratch: Box<[u8]>,
 }
 
 impl Worker {
@@ -413,7 +337,7 @@ impl Local {
     }
 
     /// Writes what the machine queued, as far as the socket takes it, applying the effects each write releases.
-    fn flush(&mut self, sh: &Shared, live: &mut Live, token: u64, env: &Env) {
+    pub(super) fn flush(&mut self, sh: &Shared, live: &mut Live, token: u64, env: &Env) {
         self.apply(sh, live, token, env);
         while !live.conn.output().is_empty() {
             match (&live.stream).write(live.conn.output()) {
@@ -425,76 +349,6 @@ impl Local {
             }
             self.apply(sh, live, token, env);
         }
-    }
-
-    /// Carries out the queued effects, in order.
-    fn apply(&mut self, sh: &Shared, live: &mut Live, token: u64, env: &Env) {
-        let m = &sh.app.metrics;
-        let mut i = 0;
-        while i < self.fx.len() {
-            match std::mem::replace(&mut self.fx[i], Effect::Close { abandoned: false }) {
-                Effect::Record(r) => self.record(sh, live, &r),
-                Effect::Limit(reason) => m.limit_rejected(reason),
-                Effect::ParseError(reason) => m.parse_error(reason),
-                Effect::StartWork { cpu, delay } => {
-                    if let Err(why) = self.start_work(sh, token, cpu, delay) {
-                        m.work_refused(why);
-                        live.conn.work_done(env, WorkResult::Refused, &mut self.fx);
-                    }
-                }
-                Effect::PanicDrill { request_id } => {
-                    log::event("error", "panic drill: terminating the process", |l| {
-                        l.str("request_id", &request_id).str("remote", &live.peer);
-                    });
-                    self.log.flush();
-                    log::flush(Duration::from_millis(500));
-                    std::process::exit(PANIC_DRILL_EXIT_CODE);
-                }
-                Effect::Linger => {
-                    let _ = live.stream.shutdown(Shutdown::Write);
-                }
-                // The gauges were settled by the machine; the socket closes when the slot lets go of it.
-                Effect::Close { .. } => {}
-            }
-            i += 1;
-        }
-        self.fx.clear();
-    }
-
-    fn start_work(&self, sh: &Shared, token: u64, cpu: Duration, delay: Duration) -> Result<(), Refused> {
-        let done = Arc::clone(&sh.done);
-        sh.app.bulkhead.try_start(cpu, delay, move |outcome| {
-            lock(&done.queue).push((token, outcome));
-            done.notify();
-        })
-    }
-
-    /// Counts the answer and appends its log line to this worker's batch.
-    fn record(&mut self, sh: &Shared, live: &Live, r: &Record) {
-        let m = &sh.app.metrics;
-        // A fresh reading: the handler ran since the event's `now`.
-        let elapsed = r.started.elapsed();
-        m.observe(r.method, r.route, r.status, elapsed);
-        if r.panicked {
-            m.panics.fetch_add(1, Ordering::Relaxed);
-        }
-        let level = match r.status {
-            500.. => "error",
-            400.. => "warn",
-            _ => "info",
-        };
-        let mut line = JsonLine::new(level, "request");
-        line.str("method", &r.method_text)
-            .str("route", r.route.label())
-            .str("path", &r.path)
-            .uint("status", u64::from(r.status))
-            .millis("duration_ms", elapsed)
-            .uint("bytes", r.bytes as u64)
-            .str("remote", &live.peer)
-            .str("request_id", &r.request_id)
-            .bytes("user_agent", &r.user_agent);
-        line.close();
-        self.log.push(&line);
     }
 
     /// Answers finished /work runs, in the order they finished.
@@ -568,19 +422,6 @@ impl Local {
                 live.conn.drain(env, &mut l.fx);
                 l.flush(sh, live, token, env);
             });
-        }
-    }
-}
-
-/// Reads and drops what has already arrived on a non-blocking socket (bounded), so closing it sends FIN, not RST.
-fn discard_received(stream: &mut TcpStream, scratch: &mut [u8]) {
-    let mut total = 0;
-    while total < MAX_LINGER_DISCARD {
-        match stream.read(scratch) {
-            Ok(0) => return,
-            Ok(n) => total += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return,
         }
     }
 }

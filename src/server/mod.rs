@@ -6,7 +6,9 @@
 //! small buffer, never a thread and never a scan, and probes are answered at once whatever /work is doing.
 
 pub mod bulkhead;
+mod effects;
 mod event_loop;
+mod table;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
