@@ -170,13 +170,14 @@ bench_server() {
     local holder=$!
     TRACKED_PIDS+=("$holder")
     local waited=0
-    while [ ! -s "$ready" ] && (( waited < 600 )); do sleep 0.1; waited=$((waited + 1)); done
+    # The holder gives up connecting after 60 s and reports what it holds; allow for that and its last timeouts.
+    while [ ! -s "$ready" ] && (( waited < 900 )); do sleep 0.1; waited=$((waited + 1)); done
     if [ -s "$ready" ] && [ "$(jget "$ready" 'd["failed"]')" = 0 ]; then
       proc_status "$s-idle$n.json"
       rec "$r" "$name" "rss_idle${n}_mib" "$(jget "$s-idle$n.json" 'd["vmrss_kib"]/1024')"
       run_wrk "$r" "$name" keepalive pinned "idle$n"
     else
-      note "round $r $name: could not hold $n idle connections ($(cat "$ready" 2>/dev/null || echo 'no report in 60 s'))"
+      note "round $r $name: could not hold $n idle connections ($(cat "$ready" 2>/dev/null || echo 'no report in 90 s'))"
     fi
     kill -KILL "$holder" 2>/dev/null || true
     wait "$holder" 2>/dev/null || true

@@ -287,24 +287,36 @@ def cmd_hold_idle(port, n, hold_s, ready_file):
     req = f"GET /healthz HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
     held, failed = [], 0
     deadline = time.monotonic() + 60
-    for _ in range(n):
+    # In batches: connect and send on a batch of sockets, then read every answer, so setting up thousands of
+    # connections takes a few round trips of a loaded server, not thousands.
+    batch = 200
+    while len(held) + failed < n:
+        want = min(batch, n - len(held) - failed)
         if time.monotonic() > deadline:
-            failed += 1
+            failed += want
             continue
-        try:
-            s = socket.create_connection((HOST, port), timeout=5)
-            s.sendall(req)
-            buf = b""
-            while b"\r\n\r\n" not in buf and len(buf) < 65536:
-                chunk = s.recv(4096)
-                if not chunk:
-                    raise ConnectionError("closed before answering")
-                buf += chunk
-            if not buf.startswith(b"HTTP/1.1 200"):
-                raise ConnectionError(buf[:40])
-            held.append(s)
-        except OSError:
-            failed += 1
+        group = []
+        for _ in range(want):
+            try:
+                s = socket.create_connection((HOST, port), timeout=10)
+                s.sendall(req)
+                group.append(s)
+            except OSError:
+                failed += 1
+        for s in group:
+            try:
+                buf = b""
+                while b"\r\n\r\n" not in buf and len(buf) < 65536:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        raise ConnectionError("closed before answering")
+                    buf += chunk
+                if not buf.startswith(b"HTTP/1.1 200"):
+                    raise ConnectionError(buf[:40])
+                held.append(s)
+            except OSError:
+                failed += 1
+                s.close()
     with open(ready_file + ".tmp", "w", encoding="utf-8") as f:
         json.dump({"held": len(held), "failed": failed}, f)
     os.replace(ready_file + ".tmp", ready_file)
