@@ -420,9 +420,7 @@ impl Conn {
                 *remaining -= take;
                 Ok((take as usize, *remaining == 0))
             }
-            BodyProgress::Chunked(decoder) => {
-                decoder.feed(avail).map(|f| (f.consumed, f.done)).map_err(|e| (e.status(), e.reason(), e.to_string()))
-            }
+            BodyProgress::Chunked(decoder) => decoder.feed(avail).map(|f| (f.consumed, f.done)),
         };
         match outcome {
             Ok((consumed, false)) => {
@@ -436,13 +434,10 @@ impl Conn {
                 self.dispatch(env, *req, eof, fx);
                 true
             }
-            Err((status, reason, message)) => {
-                fx.push(if status == 413 {
-                    Effect::Limit(LimitReason::BodyTooLarge)
-                } else {
-                    Effect::ParseError(reason)
-                });
-                let resp = Response::owned(status, response::TEXT, format!("{message}\n").into_bytes());
+            Err(e) => {
+                // A limit (413) is counted as the limit, anything else as a malformed body.
+                fx.push(e.limit_reason().map_or(Effect::ParseError(e.reason()), Effect::Limit));
+                let resp = Response::owned(e.status(), response::TEXT, format!("{e}\n").into_bytes());
                 self.reject(env, *req, resp, fx);
                 true
             }
