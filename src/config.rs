@@ -110,10 +110,10 @@ config_table! {
     drain_timeout: Duration = "DRAIN_TIMEOUT_MS", ms 8000 in 0..=300000,
         "wait for in-flight requests after the listener closes";
     drills: bool = "DRILLS", switch on, "serve /fail/*, /recover/* and /panic";
-    /// One event loop: it only parses, routes and writes (all slow work runs in the bulkhead), and one loop
-    /// served 128k /healthz rps here. A connection stays on its loop, so extra loops that share a CPU with
-    /// anything else add queueing: two loops on this 2-core machine, wrk beside them, gave 88k rps at p99
-    /// 3.6 ms against 128k at 0.5 ms for one. Scale out with replicas; raise WORKERS on dedicated cores.
+    /// One event-loop thread: it only parses, routes and writes (all slow work runs in the bulkhead). The
+    /// threads share one readiness set, so any of them serves any ready connection; but on this 2-core machine
+    /// with wrk beside it, two threads gave 30k rps at p99 12.3 ms against 27k at 7.7 ms for one (medians of 3,
+    /// docs/performance.md), so the default stays 1. Scale out with replicas; raise WORKERS on dedicated cores.
     workers: usize = "WORKERS", int 1 in 1..=64, "event-loop threads that parse and answer requests";
     work_max_concurrent: usize = "WORK_MAX_CONCURRENT", int 512 in 1..=4096,
         "/work bulkhead: concurrent /work requests before 503";
