@@ -110,6 +110,9 @@ pub(super) struct Worker {
 /// A worker's own things: its deadline heap, log batch, effect queue and read buffer.
 pub(super) struct Local {
     pub(super) timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// When this worker last swept the table for idle connections at drain (a sweep visits every slot, so at
+    /// most one per `DRAIN_POLL_WAIT`, however many events arrive).
+    pub(super) swept: Option<Instant>,
     pub(super) log: LineBuffer,
     pub(super) fx: Vec<Effect>,
     pub(super) scratch: Box<[u8]>,
@@ -119,6 +122,7 @@ impl Worker {
     pub(super) fn new(sh: Arc<Shared>) -> Worker {
         let local = Local {
             timers: BinaryHeap::new(),
+            swept: None,
             log: LineBuffer::default(),
             fx: Vec::new(),
             scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
@@ -409,6 +413,10 @@ impl Local {
                 *guard = None;
             }
         }
+        if self.swept.is_some_and(|t| now < t + DRAIN_POLL_WAIT) {
+            return;
+        }
+        self.swept = Some(now);
         for index in 0..sh.table.high_water() {
             let Some(slot) = sh.table.slot(index) else { continue };
             let token = {
