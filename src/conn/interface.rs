@@ -8,10 +8,10 @@ use crate::App;
 use crate::config::Config;
 use crate::http::chunked::ChunkedLimits;
 use crate::http::parser::{self, Limits, Version};
+use crate::labels::{LimitReason, Method, Route};
 use crate::log;
-use crate::metrics::LimitReason;
 use crate::request_id;
-use crate::router::{self, Method, Route};
+use crate::router;
 
 /// Unanswered input kept per connection; beyond it we stop reading until answers drain. Raised at start-up
 /// to hold one maximal request head when the configured limits exceed it.

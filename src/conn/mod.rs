@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::parser::{self, Framing, Parsed};
 use crate::http::response::{self, Persistence, Response};
-use crate::metrics::LimitReason;
-use crate::router::{self, Action, Method};
+use crate::labels::{LimitReason, Method};
+use crate::router::{self, Action};
 
 mod interface;
 #[cfg(test)]
