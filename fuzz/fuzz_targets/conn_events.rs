@@ -1,7 +1,8 @@
 //! Connection machine: arbitrary event sequences (bytes in arbitrary splits, EOF, /work results, the clock,
 //! partial writes, drain, shutdown, socket errors). Invariants: no panic; answers leave in the order their
-//! records were emitted (each record's status is the next status line written); nothing is queued or emitted
-//! after `Close`; the in-flight gauge never goes below zero and is zero once the connection is closed.
+//! records were emitted (the status lines written are the records' statuses, in order; a close may drop only the
+//! unwritten tail); nothing is queued or emitted after `Close`; the in-flight gauge never goes below zero and is
+//! zero once the connection is closed.
 #![no_main]
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -53,8 +54,9 @@ fuzz_target!(|data: &[u8]| {
         let env = Env { app: &app, in_flight: &gauge, settings: &settings, date: "D", now };
         match op % 9 {
             0..=2 => {
-                let end = (i + arg).min(data.len());
-                conn.received(&env, &data[i..end], &mut fx);
+                let start = i.min(data.len());
+                let end = (start + arg).min(data.len());
+                conn.received(&env, &data[start..end], &mut fx);
                 i = end;
             }
             3 => conn.peer_closed(&env, &mut fx),
@@ -97,9 +99,14 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(gauge.load(Ordering::Relaxed), 0, "in-flight not back to zero after Close");
         }
     }
-    // Whatever is still queued goes out; the written stream holds exactly the recorded answers, in order.
+    // Whatever is still queued goes out. The written stream holds the recorded answers in record order; a close
+    // (socket error, write timeout) may drop the unwritten tail, never an answer in the middle.
     written.extend_from_slice(conn.output());
-    assert_eq!(statuses(&written), recorded, "answers out of record order");
+    let sent = statuses(&written);
+    assert!(recorded.starts_with(&sent), "answers out of record order: wrote {sent:?}, recorded {recorded:?}");
+    if !closed {
+        assert_eq!(sent, recorded, "a recorded answer missing from the output");
+    }
     let env = Env { app: &app, in_flight: &gauge, settings: &settings, date: "D", now };
     conn.abort(&env, &mut fx);
     assert_eq!(gauge.load(Ordering::Relaxed), 0, "in-flight not back to zero");
