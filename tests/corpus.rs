@@ -284,29 +284,17 @@ fn corpus_against_one_server() {
     assert!(failures.is_empty(), "{} corpus case(s) failed:\n  {}", failures.len(), failures.join("\n  "));
 }
 
-/// One answer read back from the machine's output.
-struct Answer {
-    status: u16,
-    closes: bool,
-}
-
-/// Splits `out` into answers; HEAD answers (per `expect`, interim 100s skipped in it) carry no body.
-fn answers(out: &[u8], expect: &[Expected]) -> Result<Vec<Answer>, String> {
+/// Splits `out` into answers with the harness's one response-head parser; HEAD answers (per `expect`) carry no
+/// body.
+fn answers(out: &[u8], expect: &[Expected]) -> Result<Vec<common::Response>, String> {
     let mut got = Vec::new();
     let mut rest = out;
     while !rest.is_empty() {
         let end = rest.windows(4).position(|w| w == b"\r\n\r\n").ok_or("an answer head without its end")? + 4;
-        let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
-        let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad head {head:?}"))?;
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .map_or(Ok(0), str::parse)
-            .map_err(|_| "bad Content-Length")?;
-        let head_only = expect.get(got.len()).is_some_and(|e| e.head_only);
-        let body = if status == 100 || head_only { 0 } else { len };
-        got.push(Answer { status, closes: head.contains("\r\nconnection: close\r\n") });
+        let r = common::Response::parse_head(&rest[..end])?;
+        let body = r.body_len(expect.get(got.len()).is_some_and(|e| e.head_only))?;
         rest = rest.get(end + body..).ok_or("an answer shorter than its Content-Length")?;
+        got.push(r);
     }
     Ok(got)
 }
@@ -368,7 +356,7 @@ fn run_case_in_machine(case: &Case) -> Result<Vec<u16>, String> {
     if statuses != want {
         return Err(format!("statuses {statuses:?} where {want:?} were expected"));
     }
-    let last_closes = got.last().is_some_and(|a| a.closes);
+    let last_closes = got.last().is_some_and(common::Response::closes);
     let reading = conn.interest(&settings).read && !closed;
     if case.close && !last_closes {
         return Err("the last answer has no Connection: close".into());
