@@ -64,5 +64,6 @@ printf 'SBOM sha256 (3 runs, 2 directories): %s\n' "$(sha256sum "$WORK/1.json" |
 mkdir -p "$OUT_DIR"
 cp "$WORK/1.json" "$OUT_DIR/sre-mini.cdx.json"
 python3 "$ROOT/tests/supply_chain/sbom_check.py" --sbom "$OUT_DIR/sre-mini.cdx.json" \
-  --manifest-path "$ROOT/Cargo.toml" --target "$TARGET" --source-date-epoch "$SOURCE_DATE_EPOCH" --self-test
+  --manifest-path "$ROOT/Cargo.toml" --target "$TARGET" --source-date-epoch "$SOURCE_DATE_EPOCH" \
+  --license-file "$ROOT/LICENSE" --self-test
 say "SBOM: $OUT_DIR/sre-mini.cdx.json (CycloneDX 1.5, $TARGET, runtime tree only)"

@@ -10,13 +10,16 @@ The reference is cargo itself:
   * licences come from `cargo metadata`; checksums from Cargo.lock.
 Checked per crate: name, version, licence expression, purl (pkg:cargo/NAME@VERSION), SHA-256.
 Also: spec version >= 1.5, the timestamp is SOURCE_DATE_EPOCH, the dependency graph only names
-listed components. --self-test also proves the check fails on a tampered SBOM.
+listed components, and the root crate's licence is the text of the repository's LICENSE file
+(--license-file: its whitespace-normalised SHA-256 must be that licence's canonical text).
+--self-test also proves the check fails on a tampered SBOM or licence text.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -25,6 +28,27 @@ import sys
 import tomllib
 
 GNU = "x86_64-unknown-linux-gnu"
+
+# SPDX id -> SHA-256 of the licence's canonical text with all whitespace runs folded to one space and the
+# ends stripped (so a re-wrapped copy still matches, an edited one does not). Apache-2.0: the text published
+# at apache.org/licenses/LICENSE-2.0.txt, identical to Debian's /usr/share/common-licenses/Apache-2.0.
+LICENSE_TEXTS = {"Apache-2.0": "0ffddef9e48f8a09aed5caf2d44f7ba1c1be2d9b8e0a6f693b1635b2d5566645"}
+
+
+def license_text_digest(text: str) -> str:
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+
+
+def check_license(bom: dict, text: str) -> str:
+    """The root crate's licence expression is one SPDX id whose canonical text is `text`; raises Mismatch."""
+    root = bom.get("metadata", {}).get("component") or {}
+    lic = [l.get("expression") or l.get("license", {}).get("id") for l in root.get("licenses", [])]
+    if len(lic) != 1 or lic[0] not in LICENSE_TEXTS:
+        raise Mismatch(f"root licence {lic} is not one of the licences with a known text {sorted(LICENSE_TEXTS)}")
+    got = license_text_digest(text)
+    if got != LICENSE_TEXTS[lic[0]]:
+        raise Mismatch(f"LICENSE is not the {lic[0]} text (normalised sha256 {got})")
+    return lic[0]
 
 
 class Mismatch(Exception):
@@ -132,7 +156,7 @@ def check(bom: dict, expected: set[tuple[str, str]], meta: dict, sums: dict, epo
     return rows
 
 
-def self_test(bom: dict, expected, meta, sums, epoch) -> None:
+def self_test(bom: dict, expected, meta, sums, epoch, license_text: str | None) -> None:
     """Every tampering must be caught."""
     def mutate(desc, fn):
         b = copy.deepcopy(bom)
@@ -156,6 +180,20 @@ def self_test(bom: dict, expected, meta, sums, epoch) -> None:
     mutate("spec version 1.4", lambda b: b.update(specVersion="1.4"))
     if epoch is not None:
         mutate("a wall-clock timestamp", lambda b: b["metadata"].update(timestamp="2000-01-01T00:00:00Z"))
+    if license_text is None:
+        return
+    def license_case(desc, b, text):
+        try:
+            check_license(b, text)
+        except Mismatch:
+            print(f"  self-test ok: caught {desc}")
+            return
+        raise SystemExit(f"self-test FAILED: the licence check accepted {desc}")
+    mit = copy.deepcopy(bom)
+    mit["metadata"]["component"]["licenses"] = [{"expression": "MIT"}]
+    license_case("a root licence (MIT) other than the LICENSE text", mit, license_text)
+    license_case("a LICENSE with one word changed", bom, license_text.replace("irrevocable", "revocable", 1))
+    license_case("a truncated LICENSE", bom, license_text[: len(license_text) // 2])
 
 
 def main() -> int:
@@ -164,6 +202,7 @@ def main() -> int:
     ap.add_argument("--manifest-path", default="Cargo.toml")
     ap.add_argument("--target", default="x86_64-unknown-linux-musl")
     ap.add_argument("--source-date-epoch", default=os.environ.get("SOURCE_DATE_EPOCH"))
+    ap.add_argument("--license-file", help="the repository's LICENSE; the root crate's licence must be its text")
     ap.add_argument("--self-test", action="store_true")
     a = ap.parse_args()
 
@@ -184,8 +223,18 @@ def main() -> int:
     print(f"SBOM matches `cargo tree -e normal --target {a.target}` ({len(rows)} crates, same for {GNU}):")
     for r in rows:
         print(f"  {r}")
+    license_text = None
+    if a.license_file:
+        with open(a.license_file, encoding="utf-8") as f:
+            license_text = f.read()
+        try:
+            spdx = check_license(bom, license_text)
+        except Mismatch as e:
+            print(f"SBOM root licence vs {a.license_file}: {e}", file=sys.stderr)
+            return 1
+        print(f"root licence {spdx} = the text of {a.license_file}")
     if a.self_test:
-        self_test(bom, expected, meta, sums, a.source_date_epoch)
+        self_test(bom, expected, meta, sums, a.source_date_epoch, license_text)
     return 0
 
 
