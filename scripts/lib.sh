@@ -39,11 +39,27 @@ need_cargo() {
   cargo "$sub" --version >/dev/null 2>&1 || die "installed $crate but cargo $sub is still missing"
 }
 
-# need_musl: the static target for release and container checks.
-need_musl() {
-  rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl && return 0
-  rustup target add x86_64-unknown-linux-musl >&2 || die "rustup could not add x86_64-unknown-linux-musl"
+# The architectures the image index holds (Docker's TARGETARCH names), written once: the Dockerfile maps each to
+# its Rust target, CI builds each, the reproducible build covers each, and k8s.yaml's node affinity must list
+# exactly these (checked).
+SHIPPED_ARCHES="amd64 arm64"
+# rust_target ARCH: the static musl target the image for ARCH is built from.
+rust_target() {
+  case "$1" in
+    amd64) echo x86_64-unknown-linux-musl ;;
+    arm64) echo aarch64-unknown-linux-musl ;;
+    *) die "no Rust target for architecture $1 (shipped: $SHIPPED_ARCHES)" ;;
+  esac
 }
+
+# need_target TRIPLE: a rustup target for the active toolchain.
+need_target() {
+  rustup target list --installed 2>/dev/null | grep -qx "$1" && return 0
+  rustup target add "$1" >&2 || die "rustup could not add $1"
+}
+
+# need_musl: the static target for release and container checks.
+need_musl() { need_target x86_64-unknown-linux-musl; }
 
 # free_port: an unused TCP port on 127.0.0.1 (racy by nature; tests prefer PORT=0 and read the startup line).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }

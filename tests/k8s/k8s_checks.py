@@ -9,10 +9,18 @@ Subcommands:
                             SCHEMA_DIR, strictly: unknown fields are rejected like kubernetes-validate --strict does.
   static                    consistency of the manifest with itself: selectors, ports, names, grace arithmetic.
   self-test                 mutate the manifest in memory and prove that each static rule can fail.
+  kustomize-image KUST      print the image a kustomization.yaml pins (newName:newTag@digest); fail unless it is
+                            exactly one entry for the image in k8s.yaml, pinned by a sha256 digest.
+  same-as-source RENDERED IMAGE [VAR=VALUE...]
+                            the rendered kustomization equals k8s.yaml with the Deployment's image set to IMAGE and
+                            the given env values set: k8s.yaml stays the single source.
   runtime BIN               start the real binary with the Deployment's env and request every probe, preStop,
                             metrics and ingress path; check that env names are ones the binary reads; SIGTERM it
                             with a request in flight and check it exits 0 within the grace budget.
 Every failure is printed as "FAIL: ..." and the exit status is 1.
+The manifest is k8s.yaml, or $K8S_MANIFEST (the rendered output of a kustomization, checked the same way).
+$SHIPPED_ARCHES (scripts/lib.sh: the architectures the image index holds) must be set for `static`: the
+Deployment's required node affinity on kubernetes.io/arch must be exactly that list.
 """
 
 import copy
@@ -31,7 +39,7 @@ import time
 import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MANIFEST = os.path.join(ROOT, "k8s.yaml")
+MANIFEST = os.environ.get("K8S_MANIFEST") or os.path.join(ROOT, "k8s.yaml")
 
 CORE_KINDS = {
     "Namespace", "ServiceAccount", "Deployment", "Service", "PodDisruptionBudget",
@@ -189,8 +197,23 @@ def static_checks(docs):
     ok(c.get("startupProbe", {}).get("httpGet", {}).get("path") == "/healthz", "startup probe is not /healthz")
     pre = c.get("lifecycle", {}).get("preStop", {})
     ok("exec" not in pre, "preStop uses exec, but the image has no shell")
+    ok(env.get("DRILLS") in ("on", "off"), f"DRILLS is {env.get('DRILLS')!r}, not on or off")
     if pre.get("httpGet", {}).get("path", "").startswith(("/fail/", "/recover/")):
         ok(env.get("DRILLS") == "on", "preStop calls a drill route but DRILLS is not on (it would answer 404)")
+
+    # Architectures: the scheduler may place the pod only on nodes whose architecture the image index holds.
+    shipped = os.environ.get("SHIPPED_ARCHES", "").split()
+    ok(bool(shipped), "SHIPPED_ARCHES is not set (scripts/check-k8s.sh sets it from scripts/lib.sh)")
+    terms = (pod.get("affinity", {}).get("nodeAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", {})
+             .get("nodeSelectorTerms", []))
+    ok(len(terms) >= 1, "no required node affinity: a node of an unshipped architecture could pull the image")
+    for term in terms:
+        arch = [e for e in term.get("matchExpressions", []) if e.get("key") == "kubernetes.io/arch"]
+        ok(len(arch) == 1 and arch[0].get("operator") == "In" and sorted(arch[0].get("values", [])) == sorted(shipped),
+           f"a node selector term does not require kubernetes.io/arch In {shipped}: {arch}")
+        osx = [e for e in term.get("matchExpressions", []) if e.get("key") == "kubernetes.io/os"]
+        ok(len(osx) == 1 and osx[0].get("operator") == "In" and osx[0].get("values") == ["linux"],
+           "a node selector term does not require kubernetes.io/os In [linux]")
 
     # ServiceMonitor -> Service.
     sms = sm["spec"]
@@ -324,8 +347,13 @@ MUTATIONS = [
     ("CPU backlog beyond the drain", lambda d: _set_env(d, "WORK_CPU_BACKLOG_MS", "4000")),
     ("replicas set beside the HPA", lambda d: _dep(d)["spec"].update(replicas=3)),
     ("shutdown delay too long", lambda d: _set_env(d, "SHUTDOWN_DELAY_MS", "9000")),
-    ("preStop sleep 5 s", lambda d: container(_dep(d))["lifecycle"].update(preStop={"sleep": {"seconds": 5}})),
-    ("DRILLS off with drill preStop", lambda d: _set_env(d, "DRILLS", "off")),
+    ("preStop sleep 5 s", lambda d: container(_dep(d)).update(lifecycle={"preStop": {"sleep": {"seconds": 5}}})),
+    ("DRILLS off with drill preStop", lambda d: (_set_env(d, "DRILLS", "off"), container(_dep(d)).update(
+        lifecycle={"preStop": {"httpGet": {"path": "/fail/ready", "port": "http"}}}))),
+    ("DRILLS neither on nor off", lambda d: _set_env(d, "DRILLS", "yes")),
+    ("no node affinity", lambda d: _dep(d)["spec"]["template"]["spec"]["affinity"].pop("nodeAffinity")),
+    ("an unshipped architecture", lambda d: _dep(d)["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][1]["values"].append("s390x")),
     ("probe port", lambda d: container(_dep(d))["readinessProbe"]["httpGet"].update(port=9090)),
     ("PORT env", lambda d: _set_env(d, "PORT", "9090")),
     ("Ingress exposes /metrics", lambda d: one(d, "Ingress")["spec"]["rules"][0]["http"]["paths"].append(
@@ -494,6 +522,18 @@ def runtime_checks(docs, binary):
             st, body = request(live, ep["path"])
             ok(st == 200 and "http_requests_total" in body, f"ServiceMonitor path {ep['path']} answered {st} without http_requests_total")
             print(f"  ServiceMonitor: GET {ep['path']} -> {st}")
+        # Drills: present with DRILLS=on (and put back), gone with DRILLS=off; shutdown below needs neither.
+        if env.get("DRILLS") == "on":
+            st = request(live, "/fail/work?ratio=0")[0]
+            ok(st == 200, f"DRILLS=on but /fail/work answered {st}")
+            ok(request(live, "/recover/work")[0] == 200, "DRILLS=on but /recover/work did not answer 200")
+        else:
+            for path in ("/fail/ready", "/recover/ready", "/fail/work", "/recover/work", "/panic"):
+                st = request(live, path)[0]
+                ok(st == 404, f"DRILLS=off but {path} answered {st}")
+            ok(request(live, "/readyz")[0] == 200, "DRILLS=off: /readyz is not 200 after the drill requests")
+        print(f"  drills: DRILLS={env.get('DRILLS')}, drill routes "
+              f"{'answer' if env.get('DRILLS') == 'on' else 'answer 404 (all 5)'}")
         # Ingress path(s); /work sleeps WORK_DELAY_MS.
         for r in one(docs, "Ingress")["spec"]["rules"]:
             for p in r["http"]["paths"]:
@@ -513,7 +553,7 @@ def runtime_checks(docs, binary):
         th = threading.Thread(target=work, daemon=True)
         th.start()
         time.sleep(0.2)
-        pre = c["lifecycle"]["preStop"]
+        pre = c.get("lifecycle", {}).get("preStop", {})
         t_pre = time.monotonic()
         if "httpGet" in pre:
             st = request(live, pre["httpGet"]["path"])[0]
@@ -550,6 +590,58 @@ def runtime_checks(docs, binary):
         log.close()
         os.unlink(log.name)
     return ck
+
+
+def kustomize_image(path):
+    with open(path, encoding="utf-8") as f:
+        k = yaml.safe_load(f)
+    src = container(one(load(os.path.join(ROOT, "k8s.yaml")), "Deployment"))["image"]
+    repo = src.split("@")[0].rsplit(":", 1)[0]
+    imgs = k.get("images", [])
+    if len(imgs) != 1 or imgs[0].get("name") != repo:
+        raise SystemExit(f"FAIL: {path}: expected one images: entry named {repo}, found {imgs}")
+    i = imgs[0]
+    digest = i.get("digest", "")
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise SystemExit(f"FAIL: {path}: the image is not pinned by a sha256 digest ({digest!r})")
+    name = i.get("newName", repo)
+    return f"{name}:{i['newTag']}@{digest}" if i.get("newTag") else f"{name}@{digest}"
+
+
+def _normalised(docs):
+    """Documents keyed by kind/namespace/name, env lists as name-sorted (kustomize's merge may reorder them)."""
+    out = {}
+    for d in copy.deepcopy(docs):
+        if d.get("kind") == "Deployment":
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                c["env"] = sorted(c.get("env", []), key=lambda e: e["name"])
+        md = d.get("metadata", {})
+        out[(d.get("kind"), md.get("namespace"), md.get("name"))] = d
+    return out
+
+
+def same_as_source(rendered_path, image, overrides):
+    source = load(os.path.join(ROOT, "k8s.yaml"))
+    dep = one(source, "Deployment")
+    container(dep)["image"] = image
+    for kv in overrides:
+        name, value = kv.split("=", 1)
+        env = container(dep)["env"]
+        if not any(e["name"] == name for e in env):
+            raise SystemExit(f"FAIL: {name} is not in the Deployment's env")
+        for e in env:
+            if e["name"] == name:
+                e["value"] = value
+    want, got = _normalised(source), _normalised(load(rendered_path))
+    bad = [f"{k} missing from the rendering" for k in want.keys() - got.keys()]
+    bad += [f"{k} added by the kustomization" for k in got.keys() - want.keys()]
+    bad += [f"{k} differs from k8s.yaml" for k in want.keys() & got.keys() if want[k] != got[k]]
+    for b in bad:
+        print(f"FAIL: {rendered_path}: {b}")
+    if not bad:
+        extra = f", {', '.join(overrides)}" if overrides else ""
+        print(f"  {os.path.basename(rendered_path)}: the {len(want)} objects of k8s.yaml, image {image}{extra}")
+    return 1 if bad else 0
 
 
 def report(ck, what):
@@ -605,6 +697,11 @@ def main(argv):
         if not bad:
             print(f"  self-test: all {len(MUTATIONS)} mutations of the manifest were caught")
         return 1 if bad else 0
+    if cmd == "kustomize-image":
+        print(kustomize_image(argv[2]))
+        return 0
+    if cmd == "same-as-source":
+        return same_as_source(argv[2], argv[3], argv[4:])
     if cmd == "runtime":
         return report(runtime_checks(docs, argv[2]), "runtime consistency")
     print(__doc__)
