@@ -2,6 +2,7 @@
 # sre-mini container image: a static musl binary on distroless `static` (no shell, no package manager, no libc).
 #
 #   docker build --build-arg SRE_MINI_REVISION="$(git rev-parse HEAD)" -t sre-mini:dev .
+#   docker buildx build --platform linux/amd64,linux/arm64 ...      (both shipped architectures, one index)
 #   docker run --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges -p 8080:8080 sre-mini:dev
 #
 # Both base images are pinned by the digest of their multi-arch index; the tag beside it says what the image is,
@@ -11,11 +12,20 @@
 # and change tag and digest together in one reviewed commit (docs/kubernetes.md, "The container image").
 
 # ---- build: static binary ---------------------------------------------------------------------------------------
-FROM rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
+# The builder runs natively on the build machine ($BUILDPLATFORM) and cross-compiles for the image's $TARGETARCH:
+# a static musl binary needs no emulation to build, and rust-lld (in the toolchain; .cargo/config.toml) links the
+# arm64 one without a cross C toolchain. Only amd64 and arm64 are shipped (k8s.yaml's node affinity says so).
+FROM --platform=$BUILDPLATFORM rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
+ARG TARGETARCH
 # The musl standard library for this exact toolchain (rustup checks it against the signed channel manifest), and
 # cargo-auditable (pinned, --locked), which embeds the dependency list in the binary (.dep-v0) so that Trivy, Grype
 # and `cargo audit bin` can see the Rust dependencies inside the image.
-RUN rustup target add x86_64-unknown-linux-musl \
+RUN case "${TARGETARCH}" in \
+      amd64) echo x86_64-unknown-linux-musl >/rust-target ;; \
+      arm64) echo aarch64-unknown-linux-musl >/rust-target ;; \
+      *) echo "unsupported TARGETARCH ${TARGETARCH}: only amd64 and arm64 are shipped" >&2; exit 1 ;; \
+    esac \
+    && rustup target add "$(cat /rust-target)" \
     && cargo install --locked cargo-auditable --version 0.7.7
 # Git revision baked into sremini_build_info (read by build.rs) and the OCI label below.
 ARG SRE_MINI_REVISION=unknown
@@ -24,10 +34,10 @@ WORKDIR /build/sre-mini
 COPY . .
 # The command and flags of scripts/reproducible-build.sh: --locked (exactly Cargo.lock, checksums included),
 # static musl, no build path in the binary, a fixed environment.
-RUN TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 SRE_MINI_REVISION="${SRE_MINI_REVISION}" \
+RUN TARGET="$(cat /rust-target)" && TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 SRE_MINI_REVISION="${SRE_MINI_REVISION}" \
     RUSTFLAGS="--remap-path-prefix=/build/sre-mini=/build/sre-mini --remap-path-prefix=${CARGO_HOME}=/cargo" \
-    cargo auditable build --release --locked --target x86_64-unknown-linux-musl \
-    && install -D -m 0555 target/x86_64-unknown-linux-musl/release/sre-mini /out/sre-mini
+    cargo auditable build --release --locked --target "${TARGET}" \
+    && install -D -m 0555 "target/${TARGET}/release/sre-mini" /out/sre-mini
 
 # ---- runtime: distroless static, nonroot ----------------------------------------------------------------------
 FROM gcr.io/distroless/static-debian12:nonroot@sha256:d093aa3e30dbadd3efe1310db061a14da60299baff8450a17fe0ccc514a16639

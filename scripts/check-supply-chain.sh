@@ -241,16 +241,20 @@ step_release_artifacts() {
 step_evidence() {
   need_cargo audit cargo-audit
   step_release_artifacts
-  local bin="$OUT_DIR/sre-mini-x86_64-unknown-linux-musl"
-  say "the dependency list embedded by cargo auditable"
-  python3 "$ROOT/tests/supply_chain/auditable_check.py" "$bin" --manifest-path "$ROOT/Cargo.toml"
-  say "cargo audit bin (reads the embedded list)"
-  if [ "$ADVISORY_DB" = live ]; then
-    cargo audit --deny warnings bin "$bin"
-  else
-    [ -d "$ADVISORY_DB/crates" ] || die "no advisory snapshot at $ADVISORY_DB"
-    cargo audit --no-fetch --stale --db "$ADVISORY_DB" --deny warnings bin "$bin"
-  fi
+  local arch target bin
+  for arch in $SHIPPED_ARCHES; do
+    target=$(rust_target "$arch")
+    bin="$OUT_DIR/sre-mini-$target"
+    say "the dependency list embedded by cargo auditable ($target)"
+    python3 "$ROOT/tests/supply_chain/auditable_check.py" "$bin" --manifest-path "$ROOT/Cargo.toml" --target "$target"
+    say "cargo audit bin (reads the embedded list; $target)"
+    if [ "$ADVISORY_DB" = live ]; then
+      cargo audit --deny warnings bin "$bin"
+    else
+      [ -d "$ADVISORY_DB/crates" ] || die "no advisory snapshot at $ADVISORY_DB"
+      cargo audit --no-fetch --stale --db "$ADVISORY_DB" --deny warnings bin "$bin"
+    fi
+  done
 }
 
 # ---------------------------------------------------------------------------------------------------

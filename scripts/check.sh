@@ -29,7 +29,7 @@ runtime_tree_is_the_budget() {
     echo "the runtime tree changed: a new runtime crate needs a recorded decision (the runtime tree is signal-hook and its deps only)"; return 1; }
 }
 
-steps_all=(fmt clippy unsafe tree tests metrics alerts drill pod rollout k8s container supply-chain fuzz)
+steps_all=(fmt clippy unsafe tree tests metrics alerts drill pod rollout k8s policy container arm64 supply-chain fuzz)
 run_step() {
   case "$1" in
     fmt) cargo fmt --all -- --check ;;
@@ -44,7 +44,9 @@ run_step() {
     pod) bash scripts/drill-pod.sh ;;
     rollout) bash scripts/check-rollout.sh ;;
     k8s) bash scripts/check-k8s.sh ;;
+    policy) bash scripts/check-policy.sh ;;
     container) bash scripts/container-contract.sh ;;
+    arm64) bash scripts/check-arm64.sh ;;
     supply-chain) bash scripts/check-supply-chain.sh ;;
     fuzz) bash scripts/check-fuzz.sh ;;
     *) echo "unknown step $1 (steps: ${steps_all[*]})"; return 2 ;;

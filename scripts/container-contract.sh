@@ -9,9 +9,23 @@
 #      HEALTHCHECK, graceful SIGTERM as PID 1, and the /panic drill
 #   4. assemble the final stage with buildah (FROM scratch, chroot isolation, no registry) from the Dockerfile's
 #      own USER / ENTRYPOINT / HEALTHCHECK / LABEL values, and check the image config and that it has no shell
+# CONTRACT_ARCH=arm64 runs all of it against the aarch64 binary, under qemu-aarch64-static (Debian qemu-user-static)
+# copied into the sandbox root: the emulator is then PID 1 and runs the binary in its own process, so the uid,
+# capability, no-new-privs and mount checks still read the process that serves. What emulation does not show:
+# the arm64 kernel's own syscall and seccomp behaviour (qemu translates syscalls to the host kernel).
 # Needs root (mount namespaces, chroot); uses sudo otherwise. Everything it creates is removed on exit.
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+ARCH="${CONTRACT_ARCH:-amd64}"
+TARGET=$(rust_target "$ARCH")
+need_target "$TARGET"
+RUNNER="" COMM=sre-mini
+if [ "$ARCH" != amd64 ]; then
+  [ "$ARCH" = arm64 ] || die "CONTRACT_ARCH=$ARCH: only amd64 (native) and arm64 (qemu) are shipped"
+  need_apt qemu-aarch64-static qemu-user-static
+  RUNNER=$(command -v qemu-aarch64-static)
+  COMM=qemu-aarch64-st # the kernel's 15-character comm of the emulator that runs the binary
+fi
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -55,7 +69,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- 1. build from the Docker context ---------------------------------------------------------------------------
-say "build: cargo auditable build --release --locked --target x86_64-unknown-linux-musl from the .dockerignore allow-list"
+say "build: cargo auditable build --release --locked --target $TARGET from the .dockerignore allow-list"
 CTX="$OUT/context"
 rm -rf "$CTX"
 mkdir -p "$CTX"
@@ -69,9 +83,9 @@ CARGO_HOME_DIR="$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)"
 (cd "$CTX" && env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_RUSTFLAGS -u RUSTC_WRAPPER \
   TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 SRE_MINI_REVISION="$REV" CARGO_TARGET_DIR="$OUT/target" \
   RUSTFLAGS="--remap-path-prefix=$CTX=/build/sre-mini --remap-path-prefix=$CARGO_HOME_DIR=/cargo" \
-  cargo auditable build --release --locked --quiet --target x86_64-unknown-linux-musl) \
+  cargo auditable build --release --locked --quiet --target "$TARGET") \
   || die "the musl release build failed from the Docker context (does .dockerignore admit everything the build needs?)"
-BIN="$OUT/target/x86_64-unknown-linux-musl/release/sre-mini"
+BIN="$OUT/target/$TARGET/release/sre-mini"
 [ -x "$BIN" ] || die "no binary at $BIN"
 echo "binary: $BIN ($(stat -c %s "$BIN") bytes), revision $REV"
 
@@ -92,16 +106,16 @@ say "run as uid 65532, no capabilities, no-new-privs, read-only root, tmpfs /tmp
 alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 # sremini_under PID: the sre-mini process below PID (through sudo, env and unshare).
 sremini_under() {
-  ps -e -o pid=,ppid=,comm= | awk -v root="$1" '
+  ps -e -o pid=,ppid=,comm= | awk -v root="$1" -v want="$COMM" '
     { parent[$1] = $2; comm[$1] = $3 }
-    END { for (p in comm) if (comm[p] == "sre-mini") { q = p; while (q in parent && q != root && q > 1) q = parent[q]; if (q == root) print p } }' | head -n1
+    END { for (p in comm) if (comm[p] == want) { q = p; while (q in parent && q != root && q > 1) q = parent[q]; if (q == root) print p } }' | head -n1
 }
 # sandbox_start NAME ENV...: start the binary in a fresh sandbox; sets SB_PID (launcher), SB_CHILD (sre-mini), SB_PORT.
 sandbox_start() {
   local name=$1 log="$WORK/$1.log" root="$WORK/$1-root" i line
   shift
   mkdir -p "$root"
-  $SUDO env -i "$@" unshare --mount --pid --fork --kill-child --propagation private \
+  $SUDO env -i ${RUNNER:+SANDBOX_RUNNER="$RUNNER"} "$@" unshare --mount --pid --fork --kill-child --propagation private \
     /bin/bash "$SANDBOX" "$root" "$BIN" >"$log" 2>&1 &
   SB_PID=$!
   pids+=("$SB_PID")
@@ -148,7 +162,7 @@ expect "" "$(field Groups)" "supplementary groups"
 for cap in CapInh CapPrm CapEff CapBnd CapAmb; do expect 0000000000000000 "$(field $cap)" "$cap"; done
 expect 1 "$(field NoNewPrivs)" "NoNewPrivs"
 expect 1 "$($SUDO awk '$1 == "NSpid:" { print $NF }' "/proc/$SB_CHILD/status")" "PID in its namespace (PID 1)"
-expect /sre-mini "$($SUDO cat "/proc/$SB_CHILD/cmdline" | tr '\0' ' ' | sed 's/ $//')" "command line (exec form)"
+expect "${RUNNER:+$RUNNER }/sre-mini" "$($SUDO cat "/proc/$SB_CHILD/cmdline" | tr '\0' ' ' | sed 's/ $//')" "command line (exec form)"
 mi=$($SUDO cat "/proc/$SB_CHILD/mountinfo")
 rootopts=$(printf '%s\n' "$mi" | awk '$5 == "/" { print $6 }' | tail -n1)
 tmpline=$(printf '%s\n' "$mi" | awk '$5 == "/tmp" { print $6, $(NF-2) }' | tail -n1)
@@ -191,13 +205,13 @@ expect yes "$([ -n "$allow" ] && echo yes || echo no)" "405 carries Allow ($allo
 
 # The HEALTHCHECK command, in its own locked-down sandbox (same restrictions, separate PID namespace).
 probe() {
-  $SUDO env -i unshare --mount --pid --fork --kill-child --propagation private \
+  $SUDO env -i ${RUNNER:+SANDBOX_RUNNER="$RUNNER"} unshare --mount --pid --fork --kill-child --propagation private \
     /bin/bash "$SANDBOX" "$WORK/probe-root-$1" "$BIN" probe "$2" >/dev/null 2>&1 && echo 0 || echo $?
 }
 mkdir -p "$WORK/probe-root-1" "$WORK/probe-root-2" "$WORK/probe-root-3"
 expect 0 "$(probe 1 "http://127.0.0.1:$SB_PORT/healthz")" "probe /healthz (HEALTHCHECK) exit"
 expect 1 "$(probe 2 "http://127.0.0.1:$SB_PORT/no-such-path")" "probe of a 404 exit"
-$SUDO env -i unshare --mount --pid --fork --kill-child --propagation private /bin/bash "$SANDBOX" "$WORK/probe-root-3" "$BIN" probe \
+$SUDO env -i ${RUNNER:+SANDBOX_RUNNER="$RUNNER"} unshare --mount --pid --fork --kill-child --propagation private /bin/bash "$SANDBOX" "$WORK/probe-root-3" "$BIN" probe \
   "http://127.0.0.1:$(free_port)/healthz" >/dev/null 2>&1 && pc=0 || pc=$?
 expect 1 "$pc" "probe of a closed port exit"
 
@@ -258,7 +272,7 @@ cmnt=$("${BUILDAH[@]}" mount "$ctr") || die "buildah mount failed"
 $SUDO chown 65532:65532 "$cmnt/home/nonroot" # as distroless: the nonroot user's home is its own
 "${BUILDAH[@]}" umount "$ctr" >/dev/null
 "${BUILDAH[@]}" copy --quiet --chown 0:0 --chmod 0555 "$ctr" "$BIN" /sre-mini >/dev/null || die "buildah copy (binary) failed"
-"${BUILDAH[@]}" config "${cfg_args[@]}" "$ctr" || die "buildah config failed"
+"${BUILDAH[@]}" config --os linux --arch "$ARCH" "${cfg_args[@]}" "$ctr" || die "buildah config failed"
 "${BUILDAH[@]}" commit --quiet --format docker --rm "$ctr" "$IMAGE" >/dev/null || die "buildah commit failed"
 "${BUILDAH[@]}" inspect --type image "$IMAGE" >"$WORK/inspect.json" || die "buildah inspect failed"
 python3 "$PY" image "$WORK/inspect.json" "$WORK/dockerfile.json" || die "the image config does not match the contract"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Reproducible, auditable release build: two clean builds of the same source in two different
-# directories must produce the same sha256.
+# directories must produce the same sha256, for each shipped architecture (scripts/lib.sh SHIPPED_ARCHES:
+# x86_64 and aarch64 musl; REPRO_TARGET=<triple> builds only that one).
 #
 #   bash scripts/reproducible-build.sh [OUT_DIR]
 #
 # Each build copies the source (tracked and untracked-but-not-ignored files, without fuzz/ and bench/)
 # into its own temporary directory, with its own CARGO_TARGET_DIR, and runs
-#   cargo auditable build --release --locked --target x86_64-unknown-linux-musl
+#   cargo auditable build --release --locked --target <triple>
 # with a fixed SOURCE_DATE_EPOCH (the last commit's time), a fixed SRE_MINI_REVISION (HEAD), and
 # --remap-path-prefix for the source directory and $CARGO_HOME, so no build path reaches the binary.
 # The release profile (codegen-units = 1, LTO, strip) comes from Cargo.toml and is asserted here.
@@ -16,13 +17,15 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-TARGET="${REPRO_TARGET:-x86_64-unknown-linux-musl}"
+if [ -n "${REPRO_TARGET:-}" ]; then TARGETS=("$REPRO_TARGET"); else
+  TARGETS=(); for a in $SHIPPED_ARCHES; do TARGETS+=("$(rust_target "$a")"); done
+fi
 OUT_DIR="${1:-$ROOT/target/supply-chain}"
 CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
 CARGO_HOME="$(cd "$CARGO_HOME" && pwd -P)"
 
 need_cargo auditable cargo-auditable
-[ "$TARGET" = x86_64-unknown-linux-musl ] && need_musl
+for t in "${TARGETS[@]}"; do need_target "$t"; done
 
 # The profile settings reproducibility depends on are part of the reviewed manifest, not of this script.
 python3 - <<'EOF' || die "Cargo.toml [profile.release] must keep codegen-units = 1, lto = true, strip, incremental = false"
@@ -76,7 +79,11 @@ build_in() { # build_in DIR: the binary lands in DIR/target/$TARGET/release/sre-
   [ -f "$dir/target/$TARGET/release/sre-mini" ] || die "no binary in $dir/target/$TARGET/release"
 }
 
+mkdir -p "$OUT_DIR"
+: >"$OUT_DIR/build-info.txt"
+for TARGET in "${TARGETS[@]}"; do
 say "reproducible build: $TARGET, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH ($(date -u -d "@$SOURCE_DATE_EPOCH" +%FT%TZ)), revision $SRE_MINI_REVISION"
+rm -rf "$WORK/a" "$WORK/b"
 say "build 1 of 2 in $WORK/a/src"
 build_in "$WORK/a/src"; BIN_A="$WORK/a/src/target/$TARGET/release/sre-mini"
 say "build 2 of 2 in $WORK/b/elsewhere/deeper/sre-mini-copy"
@@ -90,11 +97,12 @@ if [ "$HASH_A" != "$HASH_B" ]; then
   die "the two release builds differ: the build is not reproducible"
 fi
 
-mkdir -p "$OUT_DIR"
 cp "$BIN_A" "$OUT_DIR/sre-mini-$TARGET"
 printf '%s  sre-mini-%s\n' "$HASH_A" "$TARGET" >"$OUT_DIR/sre-mini-$TARGET.sha256"
 {
   printf 'target=%s\nsource_date_epoch=%s\nrevision=%s\nsha256=%s\n' "$TARGET" "$SOURCE_DATE_EPOCH" "$SRE_MINI_REVISION" "$HASH_A"
   printf 'rustc=%s\ncargo=%s\ncargo_auditable=%s\n' "$(rustc -V)" "$(cargo -V)" "$(cargo install --list 2>/dev/null | grep -m1 "^cargo-auditable " | tr -d : || echo unknown)"
-} >"$OUT_DIR/build-info.txt"
-say "reproducible: both builds are $HASH_A ($OUT_DIR/sre-mini-$TARGET)"
+  printf '\n'
+} >>"$OUT_DIR/build-info.txt"
+say "reproducible: both builds are $HASH_A ($OUT_DIR/sre-mini-$TARGET, $(stat -c %s "$BIN_A") bytes)"
+done

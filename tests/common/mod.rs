@@ -10,6 +10,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sre-mini");
+
+/// A command that runs the binary under test: the one cargo built, unless `SRE_MINI_BIN` names another (a
+/// patched build, or the arm64 build), run through `SRE_MINI_RUNNER` when set (an absolute path to an emulator
+/// such as qemu-aarch64-static). qemu-user runs the guest in its own process and forwards signals to it, so the
+/// child's pid and exit status are the binary's.
+pub fn command() -> Command {
+    let bin = std::env::var("SRE_MINI_BIN").unwrap_or_else(|_| BIN.to_string());
+    match std::env::var("SRE_MINI_RUNNER") {
+        Ok(runner) if !runner.is_empty() => {
+            let mut cmd = Command::new(runner);
+            cmd.arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Server {
@@ -23,7 +39,7 @@ pub struct Server {
 impl Server {
     /// Starts the server with `env` (PORT=0 unless given) and waits for its "ready" line.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = command();
         cmd.env_clear().env("PORT", "0").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
@@ -133,7 +149,7 @@ impl Drop for Server {
 
 /// Result of running the binary to completion (config errors, --help).
 pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String, String) {
-    let out = Command::new(BIN).env_clear().envs(env.iter().copied()).args(args).output().unwrap();
+    let out = command().env_clear().envs(env.iter().copied()).args(args).output().unwrap();
     (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 

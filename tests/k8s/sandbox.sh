@@ -7,12 +7,16 @@
 #   - the root remounted read-only, a 16 MiB tmpfs at /tmp (the emptyDir of k8s.yaml);
 #   - setpriv: uid/gid 65532, no supplementary groups, inheritable/ambient/bounding capabilities all dropped,
 #     no-new-privs; /sre-mini is PID 1, as with the Dockerfile's exec-form ENTRYPOINT.
+# With SANDBOX_RUNNER (an absolute path to a static emulator such as qemu-aarch64-static) the emulator is installed
+# at the same path in the root and runs /sre-mini: it is PID 1 and the binary runs inside its process.
 # Before exec it proves that writing outside /tmp fails because the root is read-only (EROFS, even for root with
 # all capabilities, and for uid 65532 in its own home directory) and that /tmp is writable for uid 65532.
 set -euo pipefail
 export PATH=/usr/sbin:/usr/bin
 R=$1 BIN=$2
 shift 2
+RUNNER="${SANDBOX_RUNNER:-}"
+unset SANDBOX_RUNNER
 PRIV=(--reuid 65532 --regid 65532 --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs)
 
 mount -t tmpfs -o size=64m,mode=0755 sre-mini-root "$R"
@@ -24,6 +28,10 @@ ln -s usr/lib "$R/lib"
 ln -s usr/lib64 "$R/lib64"
 install -o 0 -g 0 -m 0555 "$BIN" "$R/sre-mini"
 install -m 0755 /usr/bin/setpriv "$R/usr/bin/setpriv"
+if [ -n "$RUNNER" ]; then
+  mkdir -p "$R$(dirname "$RUNNER")"
+  install -o 0 -g 0 -m 0555 "$RUNNER" "$R$RUNNER"
+fi
 for lib in $(ldd /usr/bin/setpriv | grep -oE '/[^ ]+'); do
   mkdir -p "$(dirname "$R$lib")"
   cp -L "$lib" "$R$lib"
@@ -52,4 +60,4 @@ else
 fi
 if [ -e "$R/bin/sh" ] || [ -e "$R/usr/bin/sh" ]; then echo "SANDBOX shell=present" >&2; else echo "SANDBOX shell=absent" >&2; fi
 
-exec chroot "$R" /usr/bin/setpriv "${PRIV[@]}" -- /sre-mini "$@"
+exec chroot "$R" /usr/bin/setpriv "${PRIV[@]}" -- ${RUNNER:+"$RUNNER"} /sre-mini "$@"
