@@ -164,6 +164,18 @@ labels! {
     }
 }
 
+labels! {
+    /// The `action` of `sremini_audit_events_total` and of the audit records: one per drill route
+    /// (`audit::Action::of` maps them; a unit test keeps the two in step).
+    pub enum AuditAction {
+        FailReady => "fail_ready",
+        RecoverReady => "recover_ready",
+        FailWork => "fail_work",
+        RecoverWork => "recover_work",
+        Panic => "panic",
+    }
+}
+
 /// Every final status this server sends, with its reason phrase (RFC 9110 §15): the `code` label's set.
 pub const STATUSES: [(u16, &str); 14] = [
     (200, "OK"),

@@ -4,6 +4,7 @@
 //! to the shutdown sequence. See ARCHITECTURE.md for the map of modules and threads.
 
 pub mod ascii;
+pub mod audit;
 pub mod cgroup;
 pub mod clock;
 pub mod config;

@@ -119,6 +119,11 @@ fn submit(batch: Batch) {
 pub fn event(level: &str, msg: &str, fields: impl FnOnce(&mut JsonLine)) {
     let mut line = JsonLine::new(level, msg);
     fields(&mut line);
+    write_line(line);
+}
+
+/// Writes one finished line synchronously, like [`event`]: for records that must not be dropped (audit).
+pub fn write_line(line: JsonLine) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(line.finish().as_bytes());
     let _ = out.write_all(b"\n");

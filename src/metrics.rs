@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::cgroup::CpuStat;
 pub use crate::labels::LimitReason;
-use crate::labels::{CODES, Method, Route, code_index};
+use crate::labels::{AuditAction, CODES, Method, Route, code_index};
 use crate::process::ProcessStats;
 
 /// The exact Content-Type Prometheus 3 expects for this format.
@@ -47,6 +47,7 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     pub connections_accepted: AtomicU64,
     pub panics: AtomicU64,
+    audit_events: [AtomicU64; AuditAction::ALL.len()],
     pub drain_abandoned: AtomicU64,
     build_labels: String,
     last_render_len: AtomicUsize,
@@ -132,6 +133,7 @@ impl Metrics {
             connections_open: AtomicI64::new(0),
             connections_accepted: AtomicU64::new(0),
             panics: AtomicU64::new(0),
+            audit_events: std::array::from_fn(|_| AtomicU64::new(0)),
             build_labels,
             last_render_len: AtomicUsize::new(0),
         }
@@ -162,6 +164,10 @@ impl Metrics {
                 self.limit_rejections[LimitReason::WorkCpuBacklog as usize].fetch_add(1, Ordering::Relaxed)
             }
         };
+    }
+
+    pub fn audit_event(&self, action: AuditAction) {
+        self.audit_events[action as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn limit_rejected(&self, reason: LimitReason) {
@@ -308,6 +314,16 @@ impl Metrics {
             "Request log lines dropped because stdout could not keep up.",
             scrape.log_lines_dropped,
         );
+        family(
+            out,
+            "sremini_audit_events_total",
+            "counter",
+            "Audit records of state-changing (drill) requests, by action.",
+        );
+        for action in AuditAction::ALL {
+            let v = self.audit_events[action as usize].load(Ordering::Relaxed);
+            let _ = writeln!(out, "sremini_audit_events_total{{action=\"{}\"}} {v}", action.label());
+        }
         family(out, "sremini_build_info", "gauge", "Build metadata; the value is always 1.");
         let _ = writeln!(out, "sremini_build_info{{{}}} 1", self.build_labels);
 

@@ -19,7 +19,8 @@ impl Route {
         if self.is_drill() { "GET, POST" } else { "GET, HEAD" }
     }
 
-    fn takes(self, method: Method) -> bool {
+    /// Whether the route serves this method (else 405).
+    pub fn takes(self, method: Method) -> bool {
         if self.is_drill() {
             matches!(method, Method::Get | Method::Post)
         } else {

@@ -49,6 +49,11 @@ impl AppState {
         self.phase() == Phase::Serving && !self.ready_failed.load(Ordering::Acquire)
     }
 
+    /// Whether the /fail/ready drill is on (the audit trail reads it; readiness also depends on the phase).
+    pub fn ready_failed(&self) -> bool {
+        self.ready_failed.load(Ordering::Acquire)
+    }
+
     pub fn fail_ready(&self) {
         self.ready_failed.store(true, Ordering::Release);
     }

@@ -38,7 +38,7 @@ const LIMIT_REASONS: [&str; 9] = [
     "work_cpu_backlog",
 ];
 /// The contract's families and their types (docs/metrics.md lists their meaning).
-const FAMILIES: [(&str, &str); 31] = [
+const FAMILIES: [(&str, &str); 32] = [
     ("http_requests_total", "counter"),
     ("http_request_duration_seconds", "histogram"),
     ("http_requests_in_flight", "gauge"),
@@ -52,6 +52,7 @@ const FAMILIES: [(&str, &str); 31] = [
     ("sremini_parse_errors_total", "counter"),
     ("sremini_panics_total", "counter"),
     ("sremini_log_lines_dropped_total", "counter"),
+    ("sremini_audit_events_total", "counter"),
     ("sremini_build_info", "gauge"),
     ("process_cpu_seconds_total", "counter"),
     ("process_resident_memory_bytes", "gauge"),

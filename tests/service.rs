@@ -542,3 +542,81 @@ fn readme_documents_every_variable_with_its_default_and_range() {
     let vars: Vec<&str> = sre_mini::config::VARS.iter().map(|v| v.name).collect();
     assert_eq!(rows, vars, "README config table rows, in order");
 }
+
+#[test]
+fn every_state_changing_request_leaves_exactly_one_audit_record() {
+    let mut s = Server::start(FAST);
+    // (method, target, status, action, from, to, X-Forwarded-For)
+    let drills: &[(&str, &str, u16, &str, &str, &str, &str)] = &[
+        ("POST", "/fail/ready", 200, "fail_ready", "off", "failed", "203.0.113.7"),
+        ("GET", "/fail/ready", 200, "fail_ready", "failed", "failed", ""),
+        ("POST", "/recover/ready", 200, "recover_ready", "failed", "off", ""),
+        ("POST", "/fail/work?ratio=0.5", 200, "fail_work", "0", "0.5", "198.51.100.2, 10.0.0.1"),
+        ("GET", "/fail/work?ratio=2", 400, "fail_work", "0.5", "0.5", ""),
+        ("POST", "/recover/work", 200, "recover_work", "0.5", "0", ""),
+    ];
+    for (i, &(method, target, status, action, from, to, xff)) in drills.iter().enumerate() {
+        let xff_header = if xff.is_empty() { String::new() } else { format!("X-Forwarded-For: {xff}\r\n") };
+        let raw = format!(
+            "{method} {target} HTTP/1.1\r\nHost: t\r\nUser-Agent: auditor/{i}\r\nX-Request-Id: audit-{i}\r\n{xff_header}Connection: close\r\n\r\n"
+        );
+        assert_eq!(s.request(raw.as_bytes()).status, status, "{method} {target}");
+        let line = s.wait_log(&format!("\"msg\":\"audit\",\"action\":\"{action}\""), Duration::from_secs(2));
+        let line = s
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("\"msg\":\"audit\"") && l.contains(&format!("\"request_id\":\"audit-{i}\"")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no audit record for {method} {target}; last: {line}"));
+        assert_eq!(common::json_field(&line, "from").as_deref(), Some(from), "{line}");
+        assert_eq!(common::json_field(&line, "to").as_deref(), Some(to), "{line}");
+        let changed = if from == to { "false" } else { "true" };
+        assert_eq!(common::json_field(&line, "changed").as_deref(), Some(changed), "{line}");
+        assert_eq!(common::json_field(&line, "method").as_deref(), Some(method), "{line}");
+        assert_eq!(common::json_field(&line, "user_agent"), Some(format!("auditor/{i}")), "{line}");
+        assert!(common::json_field(&line, "remote").is_some_and(|r| r.starts_with("127.0.0.1:")), "{line}");
+        assert!(line.contains(&format!("\"status\":{status}")), "{line}");
+        assert_eq!(common::json_field(&line, "forwarded_for").unwrap_or_default(), xff, "{line}");
+    }
+    // Requests that change nothing leave no record: probes, metrics, /work, a drill route with a method it refuses.
+    s.get("/healthz");
+    s.get("/readyz");
+    s.get("/work");
+    assert_eq!(s.request(b"HEAD /fail/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").status, 405);
+    assert_eq!(
+        s.request(b"PUT /panic HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").status,
+        405
+    );
+    for (action, n) in
+        [("fail_ready", 2.0), ("recover_ready", 1.0), ("fail_work", 2.0), ("recover_work", 1.0), ("panic", 0.0)]
+    {
+        assert_eq!(s.metric(&format!("sremini_audit_events_total{{action=\"{action}\"}}")), n, "{action}");
+    }
+    let audits = |s: &Server| s.lines.lock().unwrap().iter().filter(|l| l.contains("\"msg\":\"audit\"")).count();
+    assert_eq!(audits(&s), drills.len(), "one record per drill request, none for anything else");
+    for i in 0..drills.len() {
+        let n = s
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(&format!("\"request_id\":\"audit-{i}\"")) && l.contains("\"msg\":\"audit\""))
+            .count();
+        assert_eq!(n, 1, "request audit-{i} has {n} audit records");
+    }
+
+    // /panic is recorded before the process ends.
+    let mut c = s.connect();
+    c.write_all(b"POST /panic HTTP/1.1\r\nHost: t\r\nX-Request-Id: audit-panic\r\n\r\n").unwrap();
+    assert_eq!(s.wait_exit(Duration::from_secs(2)).code(), Some(101));
+    let line = s.wait_log("\"request_id\":\"audit-panic\"", Duration::from_secs(1));
+    assert!(
+        line.contains(
+            "\"msg\":\"audit\",\"action\":\"panic\",\"target\":\"process\",\"from\":\"running\",\"to\":\"exiting\""
+        ),
+        "{line}"
+    );
+    assert_eq!(audits(&s), drills.len() + 1);
+}

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicI64;
 use std::time::{Duration, Instant};
 
 use crate::App;
+use crate::audit;
 use crate::config::Config;
 use crate::http::chunked::ChunkedLimits;
 use crate::http::parser::{self, Limits, Version};
@@ -113,6 +114,8 @@ pub enum Effect {
         cpu: Duration,
         delay: Duration,
     },
+    /// A drill changed (or tried to change) state: write its audit record, with the peer address.
+    Audit(Box<audit::Event>),
     /// The `/panic` drill: log and terminate the process.
     PanicDrill {
         request_id: String,
@@ -143,6 +146,7 @@ pub(super) struct Request {
     pub(super) query: Option<String>,
     pub(super) request_id: String,
     pub(super) user_agent: Vec<u8>,
+    pub(super) forwarded_for: Vec<u8>,
     pub(super) keep_alive: bool,
     pub(super) http10: bool,
     /// False for requests rejected before a head was parsed: they were never in flight.
@@ -163,6 +167,7 @@ impl Request {
             query: None,
             request_id: request_id::generate(),
             user_agent: Vec::new(),
+            forwarded_for: Vec::new(),
             keep_alive: false,
             http10: false,
             in_flight: false,
@@ -185,6 +190,10 @@ impl Request {
             request_id,
             user_agent: head
                 .field("user-agent")
+                .map(|v| v[..v.len().min(log::MAX_FIELD_BYTES)].to_vec())
+                .unwrap_or_default(),
+            forwarded_for: head
+                .field("x-forwarded-for")
                 .map(|v| v[..v.len().min(log::MAX_FIELD_BYTES)].to_vec())
                 .unwrap_or_default(),
             keep_alive: head.keep_alive,

@@ -16,11 +16,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::audit;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::parser::{self, Framing, Parsed};
 use crate::http::response::{self, Persistence, Response};
 use crate::labels::{LimitReason, Method};
-use crate::router::{self, Action};
+use crate::router::Action;
 
 mod interface;
 #[cfg(test)]
@@ -516,7 +517,20 @@ impl Conn {
     fn dispatch(&mut self, env: &Env, req: Request, eof: bool, fx: &mut Vec<Effect>) {
         self.served += 1;
         let app = env.app;
-        match guarded(|| router::handle(app, req.method, req.route, req.query.as_deref())) {
+        let handled = guarded(|| audit::handle(app, req.method, req.route, req.query.as_deref()));
+        if let Ok((_, Some((action, before, after, status)))) = &handled {
+            fx.push(Effect::Audit(Box::new(audit::Event {
+                action: *action,
+                before: *before,
+                after: *after,
+                status: *status,
+                method: req.method,
+                forwarded_for: req.forwarded_for.clone(),
+                request_id: req.request_id.clone(),
+                user_agent: req.user_agent.clone(),
+            })));
+        }
+        match handled.map(|(action, _)| action) {
             Ok(Action::Respond(resp)) => self.finish(env, req, resp, eof, fx),
             Ok(Action::Work { cpu_ms }) => {
                 fx.push(Effect::StartWork { cpu: Duration::from_millis(cpu_ms), delay: env.settings.work_delay });

@@ -49,6 +49,8 @@ struct Harness {
     records: Vec<Record>,
     limits: Vec<&'static str>,
     parse_errors: Vec<&'static str>,
+    /// The `action` of each audit effect, in order.
+    audits: Vec<&'static str>,
     works: usize,
     lingered: bool,
     closed: Option<bool>,
@@ -71,6 +73,7 @@ impl Harness {
             records: Vec::new(),
             limits: Vec::new(),
             parse_errors: Vec::new(),
+            audits: Vec::new(),
             works: 0,
             lingered: false,
             closed: None,
@@ -91,6 +94,7 @@ impl Harness {
                     }
                     Effect::Limit(l) => self.limits.push(l.label()),
                     Effect::ParseError(p) => self.parse_errors.push(p),
+                    Effect::Audit(a) => self.audits.push(a.action.label()),
                     Effect::StartWork { .. } => self.works += 1,
                     Effect::PanicDrill { .. } => panic!("no drill here"),
                     Effect::Linger => self.lingered = true,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::bulkhead::Refused;
 use super::event_loop::{Local, PANIC_DRILL_EXIT_CODE, Shared};
 use super::table::{Live, lock};
+use crate::audit;
 use crate::conn::{Effect, Env, MAX_LINGER_DISCARD, Record, WorkResult};
 use crate::log::{self, JsonLine};
 
@@ -29,6 +30,7 @@ impl Local {
                         live.conn.work_done(env, WorkResult::Refused, &mut self.fx);
                     }
                 }
+                Effect::Audit(ev) => audit::emit(&sh.app, &ev, &live.peer),
                 Effect::PanicDrill { request_id } => {
                     log::event("error", "panic drill: terminating the process", |l| {
                         l.str("request_id", &request_id).str("remote", &live.peer);
