@@ -11,7 +11,9 @@ Asserts:
   * `release` runs only on pushes to main or v* tags and needs every other job;
   * every checkout has `persist-credentials: false`;
   * no pull_request_target / workflow_run trigger; a concurrency group exists;
-  * the jobs code, dependencies, build-evidence, configuration, scanning and release exist;
+  * the jobs code, dependencies, build-evidence, configuration, scanning and release exist, and `code` runs the
+    check command itself (`bash .ci/run`), so CI does what the check command does;
+  * `release` runs in a GitHub environment (whose required reviewers gate the push);
   * Trivy fails on HIGH and CRITICAL, and its binary version is pinned.
 --self-test proves that each violation is reported.
 """
@@ -89,7 +91,11 @@ def check(text: str) -> list[str]:
                     errors.append(f"job {name} step {i}: Trivy must fail (exit-code 1) on HIGH,CRITICAL")
                 if w.get("skip-setup-trivy") != "true" and not re.fullmatch(r"v\d+\.\d+\.\d+", str(w.get("version", ""))):
                     errors.append(f"job {name} step {i}: Trivy's binary version is not pinned")
+    if not any(str(s.get("run", "")).strip() == "bash .ci/run" for s in jobs.get("code", {}).get("steps", [])):
+        errors.append("job code does not run the check command (a step `run: bash .ci/run`)")
     rel = jobs.get("release", {})
+    if not rel.get("environment"):
+        errors.append("release does not run in a GitHub environment (no approval gate)")
     cond = str(rel.get("if", ""))
     if not ("refs/heads/main" in cond and "refs/tags/" in cond and "push" in cond):
         errors.append(f"release must run only on pushes to main and tags, found if: {cond!r}")
@@ -116,6 +122,8 @@ def self_test(text: str) -> None:
            text.replace("permissions:\n      contents: read", "permissions:\n      contents: write", 1))
     expect("a job without a timeout", re.sub(r"\n    timeout-minutes: \d+", "", text, count=1))
     expect("a Trivy scan that does not fail", text.replace('exit-code: "1"', 'exit-code: "0"', 1))
+    expect("CI not running the check command", text.replace("run: bash .ci/run", "run: cargo test --locked", 1))
+    expect("a release without an environment", text.replace("    environment: release\n", "", 1))
 
 
 def main() -> int:
