@@ -14,7 +14,7 @@ Subcommands:
   same-as-source RENDERED IMAGE [VAR=VALUE...]
                             the rendered kustomization equals k8s.yaml with the Deployment's image set to IMAGE and
                             the given env values set: k8s.yaml stays the single source.
-  runtime BIN               start the real binary with the Deployment's env and request every probe, preStop,
+  runtime BIN               start the real binary with the Deployment's env and request every probe, drill,
                             metrics and ingress path; check that env names are ones the binary reads; SIGTERM it
                             with a request in flight and check it exits 0 within the grace budget.
 Every failure is printed as "FAIL: ..." and the exit status is 1.
