@@ -202,6 +202,8 @@ def main() -> int:
     ap.add_argument("--manifest-path", default="Cargo.toml")
     ap.add_argument("--target", default="x86_64-unknown-linux-musl")
     ap.add_argument("--source-date-epoch", default=os.environ.get("SOURCE_DATE_EPOCH"))
+    ap.add_argument("--also-target", action="append", default=[],
+                    help="another shipped target whose runtime tree must be the same (repeatable)")
     ap.add_argument("--license-file", help="the repository's LICENSE; the root crate's licence must be its text")
     ap.add_argument("--self-test", action="store_true")
     a = ap.parse_args()
@@ -209,10 +211,12 @@ def main() -> int:
     with open(a.sbom) as f:
         bom = json.load(f)
     expected = cargo_tree(a.manifest_path, a.target)
-    if a.target != GNU:
-        gnu = cargo_tree(a.manifest_path, GNU)
-        if gnu != expected:
-            raise SystemExit(f"runtime tree differs between {a.target} and {GNU}: {sorted(gnu ^ expected)}")
+    # One SBOM describes the multi-arch image: the tree must be the same for glibc and for every shipped target.
+    for other in (GNU, *a.also_target):
+        if other != a.target:
+            tree = cargo_tree(a.manifest_path, other)
+            if tree != expected:
+                raise SystemExit(f"runtime tree differs between {a.target} and {other}: {sorted(tree ^ expected)}")
     meta = cargo_metadata(a.manifest_path, a.target)
     sums = lock_checksums(a.manifest_path)
     try:
@@ -220,7 +224,8 @@ def main() -> int:
     except Mismatch as e:
         print(f"SBOM {a.sbom} does not match the runtime tree:\n{e}", file=sys.stderr)
         return 1
-    print(f"SBOM matches `cargo tree -e normal --target {a.target}` ({len(rows)} crates, same for {GNU}):")
+    print(f"SBOM matches `cargo tree -e normal --target {a.target}` ({len(rows)} crates, same for {GNU} and "
+          f"{', '.join(x for x in a.also_target if x != a.target) or 'no other target'}):")
     for r in rows:
         print(f"  {r}")
     license_text = None
