@@ -19,6 +19,12 @@ unsafe_is_confined() {
   echo "src/sys.rs: $blocks unsafe blocks, $safety SAFETY comments"
   [ "$blocks" -ge 1 ] && [ "$blocks" -eq "$safety" ] || { echo "every unsafe block needs its own SAFETY comment"; return 1; }
   grep -q 'unsafe_code = "deny"' Cargo.toml || { echo "Cargo.toml must deny unsafe_code crate-wide"; return 1; }
+  # The documents that count the blocks must say the number the code has.
+  local words=(zero one two three four five six seven eight nine ten eleven twelve)
+  grep -q "holds ${words[$blocks]:-$blocks} small calls into \`libc\`" README.md \
+    || { echo "README.md's unsafe section does not say it holds ${words[$blocks]:-$blocks} calls"; return 1; }
+  grep -q "makes \*\*$blocks\*\* \`unsafe\` calls" docs/adoption.md \
+    || { echo "docs/adoption.md's design card does not count $blocks unsafe calls"; return 1; }
 }
 
 runtime_tree_is_the_budget() {
