@@ -561,15 +561,24 @@ fn every_state_changing_request_leaves_exactly_one_audit_record() {
             "{method} {target} HTTP/1.1\r\nHost: t\r\nUser-Agent: auditor/{i}\r\nX-Request-Id: audit-{i}\r\n{xff_header}Connection: close\r\n\r\n"
         );
         assert_eq!(s.request(raw.as_bytes()).status, status, "{method} {target}");
-        let line = s.wait_log(&format!("\"msg\":\"audit\",\"action\":\"{action}\""), Duration::from_secs(2));
-        let line = s
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains("\"msg\":\"audit\"") && l.contains(&format!("\"request_id\":\"audit-{i}\"")))
-            .cloned()
-            .unwrap_or_else(|| panic!("no audit record for {method} {target}; last: {line}"));
+        // The record is written before the response, but the harness reads stdout on its own thread: poll.
+        let needle = format!("\"request_id\":\"audit-{i}\"");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let line = loop {
+            let found = s
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains("\"msg\":\"audit\"") && l.contains(&needle))
+                .cloned();
+            match found {
+                Some(l) => break l,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                None => panic!("no audit record for {method} {target} within 2 s"),
+            }
+        };
+        assert_eq!(common::json_field(&line, "action").as_deref(), Some(action), "{line}");
         assert_eq!(common::json_field(&line, "from").as_deref(), Some(from), "{line}");
         assert_eq!(common::json_field(&line, "to").as_deref(), Some(to), "{line}");
         let changed = if from == to { "false" } else { "true" };
