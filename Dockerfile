@@ -34,8 +34,10 @@ WORKDIR /build/sre-mini
 COPY . .
 # The command and flags of scripts/reproducible-build.sh: --locked (exactly Cargo.lock, checksums included),
 # static musl, no build path in the binary, a fixed environment.
-RUN TARGET="$(cat /rust-target)" && TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 SRE_MINI_REVISION="${SRE_MINI_REVISION}" \
-    RUSTFLAGS="--remap-path-prefix=/build/sre-mini=/build/sre-mini --remap-path-prefix=${CARGO_HOME}=/cargo" \
+# arm64 adds opt-level z, as scripts/lib.sh target_rustflags does (RUSTFLAGS replaces .cargo/config.toml's).
+RUN TARGET="$(cat /rust-target)" && EXTRA="" && if [ "${TARGET}" = aarch64-unknown-linux-musl ]; then EXTRA="-C opt-level=z"; fi \
+    && TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 SRE_MINI_REVISION="${SRE_MINI_REVISION}" \
+    RUSTFLAGS="--remap-path-prefix=/build/sre-mini=/build/sre-mini --remap-path-prefix=${CARGO_HOME}=/cargo ${EXTRA}" \
     cargo auditable build --release --locked --target "${TARGET}" \
     && install -D -m 0555 "target/${TARGET}/release/sre-mini" /out/sre-mini
 

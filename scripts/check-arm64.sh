@@ -32,7 +32,7 @@ step_build() {
   cargo_home="$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)"
   env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_RUSTFLAGS TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 \
     CARGO_TARGET_DIR="$OUT/target" \
-    RUSTFLAGS="--remap-path-prefix=$ROOT=/build/sre-mini --remap-path-prefix=$cargo_home=/cargo" \
+    RUSTFLAGS="--remap-path-prefix=$ROOT=/build/sre-mini --remap-path-prefix=$cargo_home=/cargo $(target_rustflags "$TARGET")" \
     cargo auditable build --release --locked --quiet --target "$TARGET" || die "the arm64 build failed"
   local ftype size
   ftype=$(file -b "$BIN")

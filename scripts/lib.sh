@@ -130,3 +130,13 @@ kill_tracked_on_exit() {
   trap kill_tracked EXIT
   trap 'exit 130' INT TERM
 }
+
+# target_rustflags TARGET: flags a target adds to every release build. The builds here set RUSTFLAGS (path
+# remapping), which replaces .cargo/config.toml's per-target rustflags, so the flag is repeated here and in the Dockerfile.
+# aarch64 builds at opt-level z: at the profile's "s" its stripped binary is over the 650 KiB budget.
+target_rustflags() {
+  case "$1" in
+    aarch64-unknown-linux-musl) echo "-C opt-level=z" ;;
+    *) echo "" ;;
+  esac
+}

@@ -73,7 +73,7 @@ build_in() { # build_in DIR: the binary lands in DIR/target/$TARGET/release/sre-
     env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_RUSTFLAGS -u RUSTC_WRAPPER \
       -u CARGO_BUILD_TARGET_DIR \
       TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 CARGO_TARGET_DIR="$dir/target" \
-      RUSTFLAGS="--remap-path-prefix=$dir=/build/sre-mini --remap-path-prefix=$CARGO_HOME=/cargo" \
+      RUSTFLAGS="--remap-path-prefix=$dir=/build/sre-mini --remap-path-prefix=$CARGO_HOME=/cargo $(target_rustflags "$TARGET")" \
       cargo auditable build --release --locked --target "$TARGET" >&2
   ) || die "cargo auditable build failed in $dir"
   [ -f "$dir/target/$TARGET/release/sre-mini" ] || die "no binary in $dir/target/$TARGET/release"
