@@ -82,7 +82,7 @@ echo "context: ${ctx_paths[*]}"
 CARGO_HOME_DIR="$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)"
 (cd "$CTX" && env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_RUSTFLAGS -u RUSTC_WRAPPER \
   TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 SRE_MINI_REVISION="$REV" CARGO_TARGET_DIR="$OUT/target" \
-  RUSTFLAGS="--remap-path-prefix=$CTX=/build/sre-mini --remap-path-prefix=$CARGO_HOME_DIR=/cargo" \
+  RUSTFLAGS="--remap-path-prefix=$CTX=/build/sre-mini --remap-path-prefix=$CARGO_HOME_DIR=/cargo $(target_rustflags "$TARGET")" \
   cargo auditable build --release --locked --quiet --target "$TARGET") \
   || die "the musl release build failed from the Docker context (does .dockerignore admit everything the build needs?)"
 BIN="$OUT/target/$TARGET/release/sre-mini"
