@@ -10,10 +10,10 @@ own labels) is out of scope. Exits after --lifetime seconds.
   python3 -m srekit.ksm --port-file FILE --deployment sre-mini=3/3 --deployment sre-mini-staging=1/0
 """
 import argparse
-import os
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .standin import serve_for
 
 
 def exposition(deployments, name):
@@ -66,12 +66,7 @@ def main(argv=None):
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
-    with open(a.port_file + ".tmp", "w", encoding="utf-8") as f:
-        f.write(str(srv.server_address[1]))
-    os.replace(a.port_file + ".tmp", a.port_file)
-    threading.Timer(a.lifetime, srv.shutdown).start()
-    srv.serve_forever()
-    return 0
+    return serve_for(srv, a.port_file, a.lifetime)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ MAX_NOTIFICATIONS notifications of at most MAX_BODY bytes each, and exits after 
 """
 import argparse
 import json
-import os
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .standin import serve_for
 
 MAX_BODY = 1 << 20
 MAX_NOTIFICATIONS = 1000
@@ -66,12 +67,7 @@ def main(argv=None):
     p.add_argument("--lifetime", type=float, default=900)
     a = p.parse_args(argv)
     srv = Sink()
-    with open(a.port_file + ".tmp", "w", encoding="utf-8") as f:
-        f.write(str(srv.server_address[1]))
-    os.replace(a.port_file + ".tmp", a.port_file)
-    threading.Timer(a.lifetime, srv.shutdown).start()
-    srv.serve_forever()
-    return 0
+    return serve_for(srv, a.port_file, a.lifetime)
 
 
 if __name__ == "__main__":
