@@ -1,5 +1,6 @@
 //! The adversarial request corpus, at two depths. Every case in tests/corpus/*.txt is sent on its own connection
-//! to ONE running server, which must answer with exactly the expected statuses, close (or keep) the connection as
+//! to ONE running server (once with one worker, once with two: the readiness set works differently in each), which
+//! must answer with exactly the expected statuses, close (or keep) the connection as
 //! expected, and still answer a fresh `GET /healthz` afterwards. Every case also runs through the connection
 //! machine alone (`sre_mini::conn`, no socket, the clock moved by hand), which must give the same answers.
 //! The format is described in tests/corpus/README.md.
@@ -250,12 +251,28 @@ fn corpus_format_and_size() {
     );
 }
 
+/// One worker: the readiness set's entries are persistent and change only with a connection's interest.
 #[test]
 fn corpus_against_one_server() {
+    corpus_against_a_server_with_workers("1");
+}
+
+/// Several workers: every entry is one-shot and re-armed after each report, by whichever worker took it.
+#[test]
+fn corpus_against_one_server_with_two_workers() {
+    corpus_against_a_server_with_workers("2");
+}
+
+fn corpus_against_a_server_with_workers(workers: &str) {
     let cases = load_corpus();
     assert!(cases.len() >= MIN_CASES);
-    let server = Server::start(&[("HEADER_TIMEOUT_MS", "1000"), ("BODY_TIMEOUT_MS", "1000"), ("WORK_DELAY_MS", "100")]);
-    eprintln!("corpus: {} cases from tests/corpus/*.txt against {BIN}", cases.len());
+    let server = Server::start(&[
+        ("HEADER_TIMEOUT_MS", "1000"),
+        ("BODY_TIMEOUT_MS", "1000"),
+        ("WORK_DELAY_MS", "100"),
+        ("WORKERS", workers),
+    ]);
+    eprintln!("corpus: {} cases from tests/corpus/*.txt against {BIN} with WORKERS={workers}", cases.len());
     let started = Instant::now();
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -180,6 +180,30 @@ fn pipelined_requests_are_answered_in_order() {
         assert_eq!((r.header("x-request-id").unwrap(), r.status), (id, status));
     }
     assert!(is_closed(&mut c));
+}
+
+/// More pipelined answers than the socket buffers hold, to a client that starts reading late: the server must
+/// wait for the socket to take more, with one worker and with two. The requests all fit in one read, so no new
+/// input wakes the server: only asking for writability does, and without it the answers stall until the write
+/// timeout.
+#[test]
+fn a_late_reader_gets_every_pipelined_answer() {
+    // 1,800 requests of 35 bytes stay under the 64 KiB of unanswered input a connection reads ahead; 1,800
+    // metrics pages of about 9 KiB are more than loopback's socket buffers take.
+    const REQUESTS: usize = 1_800;
+    for workers in ["1", "2"] {
+        let s = Server::start(&[("WORKERS", workers)]);
+        let mut c = s.connect();
+        let mut all = b"GET /metrics HTTP/1.1\r\nHost:t\r\n\r\n".repeat(REQUESTS - 1);
+        all.extend_from_slice(b"GET /metrics HTTP/1.1\r\nHost:t\r\nConnection: close\r\n\r\n");
+        c.write_all(&all).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut got = Vec::new();
+        let read = c.read_to_end(&mut got);
+        let answers = got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+        assert!(read.is_ok(), "WORKERS={workers}: {read:?} after {answers} answers");
+        assert_eq!(answers, REQUESTS, "WORKERS={workers}: {} bytes of answers", got.len());
+    }
 }
 
 #[test]
