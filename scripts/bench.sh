@@ -159,6 +159,8 @@ bench_server() {
   sleep 0.2
   proc_status "$s-idle-pinned.json"
   rec "$r" "$name" rss_idle_mib "$(jget "$s-idle-pinned.json" 'd["vmrss_kib"]/1024')"
+  # What the process itself allocated, without the file pages (binary, libc) it shares with the page cache.
+  rec "$r" "$name" rss_anon_idle_mib "$(jget "$s-idle-pinned.json" 'd["rssanon_kib"]/1024')"
   run_wrk "$r" "$name" keepalive pinned
   run_wrk "$r" "$name" close pinned
   # 1b. the same keep-alive load with N idle keep-alive connections held open beside it (holder on CPU 1).

@@ -332,7 +332,7 @@ def cmd_status(pid):
     with open(f"/proc/{int(pid)}/status", encoding="ascii") as f:
         for line in f:
             key, _, val = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssAnon"):
                 res[key.lower() + "_kib"] = int(val.split()[0])
             elif key == "Threads":
                 res["threads"] = int(val)
@@ -366,6 +366,7 @@ METRICS = [
     ("burst_connect_ms", "300 × /work burst: all 300 connected after", " ms", True, "{:.1f}"),
     ("rss_idle_mib", "RSS idle, fresh (VmRSS)", " MiB", True, "{:.2f}"),
     ("rss_idle_musl_mib", "RSS idle, fresh, static musl build (as deployed)", " MiB", True, "{:.2f}"),
+    ("rss_anon_idle_mib", "RSS idle, fresh: anonymous pages only (RssAnon: heap, stacks)", " MiB", True, "{:.2f}"),
     ("rss_peak_mib", "RSS peak after load + burst (VmHWM)", " MiB", True, "{:.2f}"),
     ("threads_idle", "threads, idle", "", True, "{:.0f}"),
     ("threads_loaded", "threads, after load + burst", "", True, "{:.0f}"),
