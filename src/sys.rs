@@ -1,7 +1,6 @@
 //! The only module with `unsafe`: small calls into libc that `std` does not offer.
 //!
-//! - the readiness set: `epoll(7)` on Linux (one set shared by every worker, one-shot entries when there are
-//!   several, persistent ones when there is one), and a
+//! - the readiness set: `epoll(7)` on Linux (one set shared by every worker, each entry one-shot), and a
 //!   `poll(2)` emulation of the same interface elsewhere, so idle and slow connections wait in the kernel
 //!   instead of occupying a worker thread;
 //! - `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` on Linux, so an accepted socket needs no further set-up calls, and
@@ -63,23 +62,17 @@ fn timeout_ms(timeout: Duration) -> i32 {
     timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
 }
 
-/// One readiness set shared by every worker thread.
-///
-/// With several workers every registration is one-shot: after it fires, the fd is reported to nobody else until
-/// the worker that took it calls [`Poller::modify`] again, so a connection is only ever in one worker's hands and
-/// needs no lock of its own against the kernel. With one worker nobody else could take it, so registrations are
-/// persistent (level-triggered) and change only when what the connection waits for changes: a keep-alive
-/// request then costs no `epoll_ctl` at all.
+/// One readiness set shared by every worker thread. Each registration is one-shot: after it fires, the fd is
+/// reported to nobody else until the worker that took it calls [`Poller::arm`] again, so a connection is only
+/// ever in one worker's hands and needs no lock of its own against the kernel.
 #[cfg(target_os = "linux")]
 pub struct Poller {
     epoll: std::os::fd::OwnedFd,
-    one_shot: bool,
 }
 
 #[cfg(target_os = "linux")]
 impl Poller {
-    /// `one_shot`: more than one thread waits on this set.
-    pub fn new(one_shot: bool) -> io::Result<Poller> {
+    pub fn new() -> io::Result<Poller> {
         use std::os::fd::FromRawFd;
         // SAFETY: epoll_create1 takes a flag and touches no memory of ours.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -87,31 +80,12 @@ impl Poller {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` was just returned by epoll_create1, is open, and nothing else owns it.
-        Ok(Poller { epoll: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }, one_shot })
+        Ok(Poller { epoll: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) } })
     }
 
-    /// True when every report disarms its entry until [`Poller::modify`] re-arms it.
-    pub fn is_one_shot(&self) -> bool {
-        self.one_shot
-    }
-
-    /// Adds `fd` to the set, reported as `token` when it has the readiness asked for.
-    pub fn add(&self, fd: RawFd, token: u64, read: bool, write: bool) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, token, read, write)
-    }
-
-    /// Changes what `fd` is reported for, and re-arms a one-shot entry.
-    pub fn modify(&self, fd: RawFd, token: u64, read: bool, write: bool) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, token, read, write)
-    }
-
-    /// Takes `fd` out of the set while it stays open (closing an fd removes it by itself).
-    pub fn remove(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, token, false, false)
-    }
-
-    fn ctl(&self, op: i32, fd: RawFd, token: u64, read: bool, write: bool) -> io::Result<()> {
-        let mut events = if self.one_shot { libc::EPOLLONESHOT as u32 } else { 0 };
+    /// Registers (`first`) or re-arms `fd` for one report of the readiness asked for.
+    pub fn arm(&self, fd: RawFd, token: u64, read: bool, write: bool, first: bool) -> io::Result<()> {
+        let mut events = libc::EPOLLONESHOT as u32;
         if read {
             events |= libc::EPOLLIN as u32;
         }
@@ -119,9 +93,9 @@ impl Poller {
             events |= libc::EPOLLOUT as u32;
         }
         let mut ev = libc::epoll_event { events, u64: token };
-        // SAFETY: `ev` is a valid epoll_event on our stack that epoll_ctl only reads during the call (DEL ignores
-        // it); the epoll fd is owned by `self`; a stale or closed `fd` makes the call fail with EBADF/ENOENT, not
-        // touch memory.
+        let op = if first { libc::EPOLL_CTL_ADD } else { libc::EPOLL_CTL_MOD };
+        // SAFETY: `ev` is a valid epoll_event on our stack that epoll_ctl only reads during the call; the epoll
+        // fd is owned by `self`; a stale or closed `fd` makes the call fail with EBADF/ENOENT, not touch memory.
         let rc = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) };
         if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     }
@@ -154,9 +128,8 @@ impl Poller {
     }
 }
 
-/// The same interface over `poll(2)`, off Linux, always one-shot: the armed set is rebuilt for every wait. A
-/// registration made while another thread already waits is seen at that thread's next wait, so waits are capped
-/// at 50 ms.
+/// The same interface over `poll(2)`, off Linux: the armed set is rebuilt for every wait. A registration made
+/// while another thread already waits is seen at that thread's next wait, so waits are capped at 50 ms.
 #[cfg(not(target_os = "linux"))]
 pub struct Poller {
     armed: std::sync::Mutex<std::collections::HashMap<u64, PollFd>>,
@@ -164,24 +137,11 @@ pub struct Poller {
 
 #[cfg(not(target_os = "linux"))]
 impl Poller {
-    pub fn new(_one_shot: bool) -> io::Result<Poller> {
+    pub fn new() -> io::Result<Poller> {
         Ok(Poller { armed: std::sync::Mutex::new(std::collections::HashMap::new()) })
     }
 
-    pub fn is_one_shot(&self) -> bool {
-        true
-    }
-
-    pub fn add(&self, fd: RawFd, token: u64, read: bool, write: bool) -> io::Result<()> {
-        self.modify(fd, token, read, write)
-    }
-
-    pub fn remove(&self, _fd: RawFd, token: u64) -> io::Result<()> {
-        self.forget(token);
-        Ok(())
-    }
-
-    pub fn modify(&self, fd: RawFd, token: u64, read: bool, write: bool) -> io::Result<()> {
+    pub fn arm(&self, fd: RawFd, token: u64, read: bool, write: bool, _first: bool) -> io::Result<()> {
         let mut events = 0;
         if read {
             events |= POLLIN;
@@ -390,9 +350,8 @@ mod tests {
     #[test]
     fn poller_reports_once_until_rearmed() {
         let (mut a, b) = UnixStream::pair().unwrap();
-        let p = Poller::new(true).unwrap();
-        assert!(p.is_one_shot());
-        p.add(b.as_raw_fd(), 7, true, false).unwrap();
+        let p = Poller::new().unwrap();
+        p.arm(b.as_raw_fd(), 7, true, false, true).unwrap();
         let mut out = Vec::new();
         p.wait(&mut out, Duration::ZERO).unwrap();
         assert!(out.is_empty());
@@ -404,37 +363,9 @@ mod tests {
         // Still readable, but one-shot: nothing until re-armed.
         p.wait(&mut out, Duration::from_millis(20)).unwrap();
         assert!(out.is_empty());
-        p.modify(b.as_raw_fd(), 7, true, false).unwrap();
+        p.arm(b.as_raw_fd(), 7, true, false, false).unwrap();
         p.wait(&mut out, Duration::from_secs(5)).unwrap();
         assert_eq!(out.len(), 1);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_persistent_entry_reports_until_its_interest_changes_or_it_is_removed() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        let p = Poller::new(false).unwrap();
-        assert!(!p.is_one_shot());
-        p.add(b.as_raw_fd(), 7, true, false).unwrap();
-        a.write_all(b"x").unwrap();
-        let mut out = Vec::new();
-        for _ in 0..2 {
-            out.clear();
-            p.wait(&mut out, Duration::from_secs(5)).unwrap();
-            assert_eq!(out, [Readiness { token: 7, readable: true, writable: false, trouble: false }]);
-        }
-        // Asked for writability only, the unread byte is no longer reported.
-        p.modify(b.as_raw_fd(), 7, false, true).unwrap();
-        out.clear();
-        p.wait(&mut out, Duration::from_secs(5)).unwrap();
-        assert_eq!(out, [Readiness { token: 7, readable: false, writable: true, trouble: false }]);
-        p.remove(b.as_raw_fd(), 7).unwrap();
-        out.clear();
-        p.wait(&mut out, Duration::from_millis(20)).unwrap();
-        assert!(out.is_empty(), "removed, yet reported: {out:?}");
-        // Removed means out of the set: adding it again is allowed, modifying it is not.
-        assert!(p.modify(b.as_raw_fd(), 7, true, false).is_err());
-        p.add(b.as_raw_fd(), 7, true, false).unwrap();
     }
 
     #[test]

@@ -1,10 +1,8 @@
 //! The I/O loop that carries out the connection machine's effects: `WORKERS` threads on one shared readiness set.
 //!
-//! With several workers every fd is registered one-shot, so whichever worker is woken for a connection owns it
-//! until it re-arms it; the connection's mutex is then uncontended, and any free worker serves any ready
-//! connection. The listener is one one-shot entry too (in one shared set that is what keeps a new connection from
-//! waking every worker). With one worker the entries are persistent and change only when a connection's interest
-//! does, which saves an `epoll_ctl` per keep-alive request.
+//! Every fd is registered one-shot, so whichever worker is woken for a connection owns it until it re-arms it;
+//! the connection's mutex is then uncontended, and any free worker serves any ready connection. The listener is
+//! one one-shot entry too (in one shared set that is what keeps a new connection from waking every worker).
 //! Finished `/work` runs come back through a queue and a socket pair in the same set. Deadlines sit in a binary
 //! heap per worker, so a wake-up costs the connections that are ready or due, never a scan over all of them.
 //! Nothing here decides anything about HTTP: that is `crate::conn`.
@@ -23,7 +21,7 @@ use super::bulkhead::WorkOutcome;
 use super::effects::discard_received;
 use super::table::{Live, Table, lock};
 use crate::App;
-use crate::conn::{Conn, Effect, Env, Interest, Settings, WorkResult};
+use crate::conn::{Conn, Effect, Env, Settings, WorkResult};
 use crate::http::response::DateCache;
 use crate::log::{self, LineBuffer};
 use crate::state::Phase;
@@ -79,9 +77,9 @@ impl Shared {
         let (notify_rx, notify_tx) = UnixStream::pair()?;
         notify_rx.set_nonblocking(true)?;
         notify_tx.set_nonblocking(true)?;
-        let poller = Poller::new(app.config.workers > 1)?;
-        poller.add(listener.as_raw_fd(), LISTENER, true, false)?;
-        poller.add(notify_rx.as_raw_fd(), NOTIFY, true, false)?;
+        let poller = Poller::new()?;
+        poller.arm(listener.as_raw_fd(), LISTENER, true, false, true)?;
+        poller.arm(notify_rx.as_raw_fd(), NOTIFY, true, false, true)?;
         let capacity = app.config.max_connections + MAX_REFUSED_LINGERING + 16;
         Ok(Shared {
             settings: Settings::new(&app.config),
@@ -177,44 +175,13 @@ impl Worker {
     }
 }
 
-/// Brings the readiness set in line with what a connection waits for next. A one-shot entry is disarmed by its
-/// report, so it is re-armed whenever the connection waits for anything; a persistent one changes only when the
-/// interest does, and leaves the set while the connection waits for nothing (a /work run), as a disarmed one-shot
-/// entry would: a connection waiting for nothing hears nothing, not even a reset.
-fn register(poller: &Poller, live: &mut Live, token: u64, want: Interest) -> std::io::Result<()> {
-    let fd = live.stream.as_raw_fd();
-    let waits = want.read || want.write;
-    match live.registered {
-        None if !waits => return Ok(()),
-        None => poller.add(fd, token, want.read, want.write)?,
-        Some(_) if poller.is_one_shot() => {
-            if !waits {
-                return Ok(());
-            }
-            poller.modify(fd, token, want.read, want.write)?;
-        }
-        Some(had) if had == want => return Ok(()),
-        Some(_) if !waits => {
-            poller.remove(fd, token)?;
-            live.registered = None;
-            return Ok(());
-        }
-        Some(_) => poller.modify(fd, token, want.read, want.write)?,
-    }
-    live.registered = Some(want);
-    Ok(())
-}
-
 impl Local {
     /// Accepts up to a turn's worth of connections, then re-arms the listener.
     fn accept_ready(&mut self, sh: &Shared, date: &str, now: Instant) {
         let guard = lock(&sh.listener);
         let Some(listener) = guard.as_ref() else { return };
         self.accept_batch(sh, listener, date, now);
-        if !sh.poller.is_one_shot() {
-            return;
-        }
-        if let Err(e) = sh.poller.modify(listener.as_raw_fd(), LISTENER, true, false) {
+        if let Err(e) = sh.poller.arm(listener.as_raw_fd(), LISTENER, true, false, false) {
             log::event("error", "cannot re-arm the listener", |l| {
                 l.str("error", &e.to_string());
             });
@@ -258,7 +225,7 @@ impl Local {
                 sh.refused_lingering.fetch_sub(1, Ordering::AcqRel);
                 // We cannot afford to linger. Still close cleanly: FIN after the answer, and read away what
                 // already arrived, since closing on unread input sends a reset that can destroy the 503.
-                let mut live = Live { stream, peer: peer.to_string(), conn, counted, timer: None, registered: None };
+                let mut live = Live { stream, peer: peer.to_string(), conn, counted, timer: None, registered: false };
                 self.apply(sh, &mut live, 0, &env);
                 if live.stream.write(live.conn.output()).ok() == Some(live.conn.output().len()) {
                     let _ = live.stream.shutdown(Shutdown::Write);
@@ -268,7 +235,7 @@ impl Local {
             }
             conn
         };
-        let live = Live { stream, peer: peer.to_string(), conn, counted, timer: None, registered: None };
+        let live = Live { stream, peer: peer.to_string(), conn, counted, timer: None, registered: false };
         let Some(token) = sh.table.insert(live) else {
             // Only when more connections linger than the table was sized for: close at once.
             if counted {
@@ -308,7 +275,12 @@ impl Local {
         f(self, live, &env);
         if !live.conn.is_closed() {
             let interest = live.conn.interest(&sh.settings);
-            if register(&sh.poller, live, token, interest).is_ok() {
+            let wanted = interest.read || interest.write;
+            let first = !live.registered;
+            let armed =
+                !wanted || sh.poller.arm(live.stream.as_raw_fd(), token, interest.read, interest.write, first).is_ok();
+            live.registered |= wanted;
+            if armed {
                 if let Some(d) = live.conn.next_deadline(&sh.settings)
                     && live.timer.is_none_or(|t| d < t)
                 {
@@ -402,10 +374,7 @@ impl Local {
                 l.flush(sh, live, token, env);
             });
         }
-        if !sh.poller.is_one_shot() {
-            return;
-        }
-        if let Err(e) = sh.poller.modify(sh.notify_rx.as_raw_fd(), NOTIFY, true, false) {
+        if let Err(e) = sh.poller.arm(sh.notify_rx.as_raw_fd(), NOTIFY, true, false, false) {
             log::event("error", "cannot re-arm the wake-up socket", |l| {
                 l.str("error", &e.to_string());
             });

@@ -1,13 +1,12 @@
 //! The connection table: live connections indexed by the token the readiness set reports, each behind its own
-//! mutex (uncontended: a connection is in one worker's hands at a time, by one-shot registration when there are
-//! several). Slots are allocated in chunks on first use, so a fresh process holds almost nothing and memory
-//! follows the peak connection count.
+//! mutex (uncontended: one-shot registration gives a connection to one worker at a time). Slots are allocated
+//! in chunks on first use, so a fresh process holds almost nothing and memory follows the peak connection count.
 
 use std::net::TcpStream;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use crate::conn::{Conn, Interest};
+use crate::conn::Conn;
 
 /// Connection slots are allocated in chunks of this many, on first use.
 const CHUNK: usize = 256;
@@ -21,9 +20,8 @@ pub(super) struct Live {
     pub(super) counted: bool,
     /// The earliest deadline already in some worker's heap for this connection.
     pub(super) timer: Option<Instant>,
-    /// What the readiness set holds for it, if it is in the set (a connection that starts /work at once has not
-    /// asked for anything yet). A one-shot entry that has fired keeps its last value here while disarmed.
-    pub(super) registered: Option<Interest>,
+    /// In the readiness set (a connection that starts /work at once has not asked for anything yet).
+    pub(super) registered: bool,
 }
 
 #[derive(Default)]
