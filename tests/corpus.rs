@@ -1,7 +1,7 @@
 //! The adversarial request corpus, at two depths. Every case in tests/corpus/*.txt is sent on its own connection
-//! to ONE running server (once with one worker, once with two: the readiness set works differently in each), which
-//! must answer with exactly the expected statuses, close (or keep) the connection as
-//! expected, and still answer a fresh `GET /healthz` afterwards. Every case also runs through the connection
+//! to ONE running server (once with one worker, once with two sharing one readiness set), which must answer with
+//! exactly the expected statuses, close (or keep) the connection as expected, and still answer a fresh
+//! `GET /healthz` afterwards. Every case also runs through the connection
 //! machine alone (`sre_mini::conn`, no socket, the clock moved by hand), which must give the same answers.
 //! The format is described in tests/corpus/README.md.
 
@@ -251,13 +251,13 @@ fn corpus_format_and_size() {
     );
 }
 
-/// One worker: the readiness set's entries are persistent and change only with a connection's interest.
+/// One worker: every report comes back to the same thread.
 #[test]
 fn corpus_against_one_server() {
     corpus_against_a_server_with_workers("1");
 }
 
-/// Several workers: every entry is one-shot and re-armed after each report, by whichever worker took it.
+/// Two workers on one readiness set: any of them may take a connection's next report.
 #[test]
 fn corpus_against_one_server_with_two_workers() {
     corpus_against_a_server_with_workers("2");
