@@ -662,6 +662,44 @@ fn drill_d_rss_flat_over_a_million_requests() {
     );
     assert!(growth < 1024, "VmRSS grew {growth} KiB over {TOTAL} requests");
     assert!(served >= (WARM + TOTAL) as f64);
+
+    // Then short connections, more than arrive within one idle timeout: each leaves deadline bookkeeping behind
+    // it, which must be dropped when it closes rather than when the deadline would have fallen due.
+    const SHORT: usize = 60_000;
+    let t = Instant::now();
+    let handles: Vec<_> =
+        (0..THREADS).map(|_| thread::spawn(move || short_connections(server.addr, SHORT / THREADS))).collect();
+    for h in handles {
+        h.join().unwrap().unwrap_or_else(|e| panic!("short connections: {e}"));
+    }
+    let took = t.elapsed();
+    let rss_short = rss();
+    let growth = rss_short as i64 - rss_end as i64;
+    eprintln!(
+        "drill d: VmRSS {rss_short} KiB after {SHORT} two-request connections in {:.1} s (growth {growth} KiB)",
+        took.as_secs_f64()
+    );
+    assert!(growth < 768, "VmRSS grew {growth} KiB over {SHORT} short connections");
+}
+
+/// `n` connections one after another, each with two requests: one answered and kept (so the connection waits
+/// under its idle deadline, whenever the server first read it), then one with `Connection: close`.
+fn short_connections(addr: SocketAddr, n: usize) -> Result<(), String> {
+    for _ in 0..n {
+        let mut c = Reader::connect(addr, T).map_err(|e| format!("connect: {e}"))?;
+        for (request, closes) in [
+            (&b"GET /healthz HTTP/1.1\r\nHost: memory\r\n\r\n"[..], false),
+            (&b"GET /healthz HTTP/1.1\r\nHost: memory\r\nConnection: close\r\n\r\n"[..], true),
+        ] {
+            c.send(request).map_err(|e| format!("write: {}", load::describe(&e)))?;
+            let r = c.final_response(false)?;
+            if r.status != 200 || r.closes() != closes {
+                return Err(format!("status {} close={}", r.status, r.closes()));
+            }
+        }
+        c.expect_eof(T)?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ const FINAL_ACCEPT_SWEEPS: usize = 16;
 const DRAIN_POLL_WAIT: Duration = Duration::from_millis(50);
 /// Longest wait when no deadline is nearer; bounds how stale a missed wake-up could make us.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
+/// Deadline entries a worker's heap may hold before it drops the ones that no longer matter (see
+/// `Local::compact_timers`); past this floor it compacts once entries outnumber twice the live connections.
+const TIMER_COMPACT_FLOOR: usize = 4096;
 /// Exit status of the /panic drill: the code an uncaught Rust panic in `main` gives.
 pub const PANIC_DRILL_EXIT_CODE: i32 = 101;
 
@@ -171,6 +174,9 @@ impl Worker {
                 }
             }
             self.local.expire(sh, date, Instant::now());
+            if self.local.timers.len() > TIMER_COMPACT_FLOOR.max(2 * sh.live.load(Ordering::Relaxed)) {
+                self.local.compact_timers(sh);
+            }
         }
     }
 }
@@ -396,6 +402,26 @@ impl Local {
                 l.flush(sh, live, token, env);
             });
         }
+    }
+
+    /// Drops the heap entries that can no longer matter: those of closed connections, and those a connection's
+    /// earlier deadline has superseded (`Live::timer` names the one entry that counts). Entries are only ever
+    /// removed when due, so without this a stream of short connections would keep one entry per connection opened
+    /// within the longest timeout: memory would follow the connection rate, not the live count.
+    fn compact_timers(&mut self, sh: &Shared) {
+        let mut kept: Vec<_> = std::mem::take(&mut self.timers)
+            .into_vec()
+            .into_iter()
+            .filter(|&Reverse((d, token))| {
+                sh.table.slot(token as u32).is_some_and(|slot| {
+                    let slot = lock(slot);
+                    u64::from(slot.generation) == token >> 32 && slot.live.as_ref().is_some_and(|l| l.timer == Some(d))
+                })
+            })
+            .collect();
+        // The filter reuses the old allocation; give back what the burst of connections made it grow to.
+        kept.shrink_to_fit();
+        self.timers = BinaryHeap::from(kept);
     }
 
     /// At drain: accept what the kernel has queued, close the listener, and close idle connections.
