@@ -6,15 +6,12 @@
 //! The format is described in tests/corpus/README.md.
 
 mod common;
-#[path = "common/load.rs"]
-mod load;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Server};
-use load::Reader;
+use common::{BIN, Reader, Response, Server, load};
 
 const MIN_CASES: usize = 60;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -188,7 +185,7 @@ fn run_case(server: &Server, case: &Case, index: usize) -> Result<Vec<u16>, Stri
     let mut conn = Reader::connect(server.addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
     let mut got = Vec::new();
     let mut expected = case.expect.iter();
-    let check = |conn: &mut Reader, want: &Expected, got: &mut Vec<u16>| -> Result<load::Resp, String> {
+    let check = |conn: &mut Reader, want: &Expected, got: &mut Vec<u16>| -> Result<Response, String> {
         let r = conn.response(want.head_only).map_err(|e| format!("after {got:?}: no response: {e}"))?;
         got.push(r.status);
         if r.status != want.status {
@@ -202,7 +199,7 @@ fn run_case(server: &Server, case: &Case, index: usize) -> Result<Vec<u16>, Stri
             last = Some(check(&mut conn, expected.next().unwrap(), &mut got)?);
         }
         if let Err(e) = conn.send(seg) {
-            return Err(format!("write of segment {n} failed: {} (responses so far {got:?})", load::describe(&e)));
+            return Err(format!("write of segment {n} failed: {} (responses so far {got:?})", common::describe(&e)));
         }
     }
     for want in expected {
@@ -220,7 +217,7 @@ fn run_case(server: &Server, case: &Case, index: usize) -> Result<Vec<u16>, Stri
         }
         let id = format!("corpus-followup-{index}");
         conn.send(format!("GET /healthz HTTP/1.1\r\nHost: corpus\r\nX-Request-Id: {id}\r\n\r\n").as_bytes())
-            .map_err(|e| format!("follow-up write failed: {}", load::describe(&e)))?;
+            .map_err(|e| format!("follow-up write failed: {}", common::describe(&e)))?;
         let r = conn.response(false).map_err(|e| format!("follow-up on the same connection: {e}"))?;
         if r.status != 200 || r.header("x-request-id") != Some(id.as_str()) {
             return Err(format!(
@@ -301,16 +298,15 @@ fn corpus_against_a_server_with_workers(workers: &str) {
     assert!(failures.is_empty(), "{} corpus case(s) failed:\n  {}", failures.len(), failures.join("\n  "));
 }
 
-/// Splits `out` into answers with the harness's one response-head parser; HEAD answers (per `expect`) carry no
+/// Splits `out` into answers with the test client's one response parser; HEAD answers (per `expect`) carry no
 /// body.
-fn answers(out: &[u8], expect: &[Expected]) -> Result<Vec<common::Response>, String> {
+fn answers(out: &[u8], expect: &[Expected]) -> Result<Vec<Response>, String> {
     let mut got = Vec::new();
     let mut rest = out;
     while !rest.is_empty() {
-        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").ok_or("an answer head without its end")? + 4;
-        let r = common::Response::parse_head(&rest[..end])?;
-        let body = r.body_len(expect.get(got.len()).is_some_and(|e| e.head_only))?;
-        rest = rest.get(end + body..).ok_or("an answer shorter than its Content-Length")?;
+        let head_only = expect.get(got.len()).is_some_and(|e| e.head_only);
+        let (r, used) = common::split_response(rest, head_only)?.ok_or("an incomplete answer at the end")?;
+        rest = &rest[used..];
         got.push(r);
     }
     Ok(got)
@@ -373,7 +369,7 @@ fn run_case_in_machine(case: &Case) -> Result<Vec<u16>, String> {
     if statuses != want {
         return Err(format!("statuses {statuses:?} where {want:?} were expected"));
     }
-    let last_closes = got.last().is_some_and(common::Response::closes);
+    let last_closes = got.last().is_some_and(Response::closes);
     let reading = conn.interest(&settings).read && !closed;
     if case.close && !last_closes {
         return Err("the last answer has no Connection: close".into());
