@@ -3,184 +3,25 @@
 //! exactly the expected statuses, close (or keep) the connection as expected, and still answer a fresh
 //! `GET /healthz` afterwards. Every case also runs through the connection
 //! machine alone (`sre_mini::conn`, no socket, the clock moved by hand), which must give the same answers.
-//! The format is described in tests/corpus/README.md.
+//! The format is described in tests/corpus/README.md and decoded by tests/corpus/format.rs, which the parser's
+//! unit tests read too (they check each case's `reason:` against the head parser).
 
 mod common;
-#[path = "common/load.rs"]
-mod load;
+#[path = "corpus/format.rs"]
+mod format;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Server};
-use load::Reader;
+use common::{BIN, Reader, Response, Server, load};
+use format::{Case, Expected, decode_raw};
 
 const MIN_CASES: usize = 60;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug)]
-struct Expected {
-    status: u16,
-    head_only: bool,
-}
-
-#[derive(Debug)]
-struct Case {
-    file: String,
-    name: String,
-    source: String,
-    expect: Vec<Expected>,
-    close: bool,
-    /// Sent in order; before each segment after the first, one expected response is read (`{await}`).
-    segments: Vec<Vec<u8>>,
-}
-
-/// Decodes the escapes and directives of a `raw:` section (its lines already joined without line breaks).
-fn decode_raw(text: &str, ctx: &str) -> Result<Vec<Vec<u8>>, String> {
-    let mut segments = vec![Vec::new()];
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'{' {
-            let end = text[i..].find('}').map(|e| i + e).ok_or_else(|| format!("{ctx}: unclosed {{"))?;
-            let directive = &text[i + 1..end];
-            if directive == "await" {
-                segments.push(Vec::new());
-            } else if let Some(rest) = directive.strip_prefix("repeat ") {
-                let (n, what) = rest.split_once(' ').ok_or_else(|| format!("{ctx}: bad repeat {directive:?}"))?;
-                let n: usize = n.parse().map_err(|_| format!("{ctx}: bad repeat count {n:?}"))?;
-                let unit = unescape(what, ctx)?;
-                let seg = segments.last_mut().unwrap();
-                for _ in 0..n {
-                    seg.extend_from_slice(&unit);
-                }
-            } else {
-                return Err(format!("{ctx}: unknown directive {{{directive}}}"));
-            }
-            i = end + 1;
-        } else {
-            let next = text[i..].find('{').map_or(bytes.len(), |e| i + e);
-            segments.last_mut().unwrap().extend(unescape(&text[i..next], ctx)?);
-            i = next;
-        }
-    }
-    Ok(segments)
-}
-
-fn unescape(s: &str, ctx: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        let e = *b.get(i + 1).ok_or_else(|| format!("{ctx}: trailing backslash"))?;
-        i += 2;
-        match e {
-            b'r' => out.push(b'\r'),
-            b'n' => out.push(b'\n'),
-            b't' => out.push(b'\t'),
-            b'0' => out.push(0),
-            b'\\' => out.push(b'\\'),
-            b'x' => {
-                let hex = s.get(i..i + 2).ok_or_else(|| format!("{ctx}: short \\x escape"))?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("{ctx}: bad \\x{hex}"))?);
-                i += 2;
-            }
-            other => return Err(format!("{ctx}: unknown escape \\{}", other as char)),
-        }
-    }
-    Ok(out)
-}
-
-/// Parses one corpus file. Any formatting problem is an error: the corpus must stay unambiguous.
-fn parse_file(path: &Path) -> Result<Vec<Case>, String> {
-    let file = path.file_name().unwrap().to_string_lossy().into_owned();
-    let data = std::fs::read(path).map_err(|e| format!("{file}: {e}"))?;
-    if let Some(pos) = data.iter().position(|&b| !(b == b'\n' || (0x20..0x7f).contains(&b))) {
-        return Err(format!("{file}: byte {pos} is not printable ASCII (write it as an escape)"));
-    }
-    let text = String::from_utf8(data).unwrap();
-    let mut cases = Vec::new();
-    let mut lines = text.lines().enumerate().peekable();
-    while let Some((n, line)) = lines.next() {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name = line.strip_prefix("=== ").ok_or_else(|| format!("{file}:{}: expected '=== name'", n + 1))?;
-        let ctx = format!("{file}:{} ({name})", n + 1);
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            return Err(format!("{ctx}: case names are [a-z0-9-]"));
-        }
-        let mut field = |key: &str| -> Result<String, String> {
-            let (_, l) = lines.next().ok_or_else(|| format!("{ctx}: missing {key}"))?;
-            l.strip_prefix(key)
-                .and_then(|v| v.strip_prefix(": "))
-                .map(str::to_string)
-                .ok_or_else(|| format!("{ctx}: expected '{key}: ...', found {l:?}"))
-        };
-        let source = field("source")?;
-        let expect = field("expect")?
-            .split_whitespace()
-            .map(|tok| {
-                let (head_only, code) = match tok.strip_prefix("head:") {
-                    Some(c) => (true, c),
-                    None => (false, tok),
-                };
-                code.parse()
-                    .map(|status| Expected { status, head_only })
-                    .map_err(|_| format!("{ctx}: bad status {tok}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let close = match field("close")?.as_str() {
-            "yes" => true,
-            "no" => false,
-            other => return Err(format!("{ctx}: close is yes or no, not {other:?}")),
-        };
-        match lines.next() {
-            Some((_, "raw:")) => {}
-            _ => return Err(format!("{ctx}: expected 'raw:'")),
-        }
-        let mut raw = String::new();
-        while let Some((m, l)) = lines.peek() {
-            if l.starts_with("=== ") {
-                break;
-            }
-            if l.ends_with(' ') {
-                return Err(format!("{file}:{}: raw line ends in a space (write \\x20)", m + 1));
-            }
-            raw.push_str(l);
-            lines.next();
-        }
-        let segments = decode_raw(&raw, &ctx)?;
-        if expect.is_empty() || source.trim().is_empty() || segments.iter().all(Vec::is_empty) {
-            return Err(format!("{ctx}: needs a source, at least one expected status and raw bytes"));
-        }
-        if segments.len() > expect.len() {
-            return Err(format!("{ctx}: more {{await}} than expected responses"));
-        }
-        cases.push(Case { file: file.clone(), name: name.to_string(), source, expect, close, segments });
-    }
-    Ok(cases)
-}
-
 fn load_corpus() -> Vec<Case> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("tests/corpus")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    files.sort();
-    let mut cases = Vec::new();
-    for f in files {
-        cases.extend(parse_file(&f).unwrap_or_else(|e| panic!("corpus format: {e}")));
-    }
-    cases
+    format::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus"))
 }
 
 /// Runs one case on its own connection; Err describes the first deviation.
@@ -188,7 +29,7 @@ fn run_case(server: &Server, case: &Case, index: usize) -> Result<Vec<u16>, Stri
     let mut conn = Reader::connect(server.addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
     let mut got = Vec::new();
     let mut expected = case.expect.iter();
-    let check = |conn: &mut Reader, want: &Expected, got: &mut Vec<u16>| -> Result<load::Resp, String> {
+    let check = |conn: &mut Reader, want: &Expected, got: &mut Vec<u16>| -> Result<Response, String> {
         let r = conn.response(want.head_only).map_err(|e| format!("after {got:?}: no response: {e}"))?;
         got.push(r.status);
         if r.status != want.status {
@@ -202,7 +43,7 @@ fn run_case(server: &Server, case: &Case, index: usize) -> Result<Vec<u16>, Stri
             last = Some(check(&mut conn, expected.next().unwrap(), &mut got)?);
         }
         if let Err(e) = conn.send(seg) {
-            return Err(format!("write of segment {n} failed: {} (responses so far {got:?})", load::describe(&e)));
+            return Err(format!("write of segment {n} failed: {} (responses so far {got:?})", common::describe(&e)));
         }
     }
     for want in expected {
@@ -220,7 +61,7 @@ fn run_case(server: &Server, case: &Case, index: usize) -> Result<Vec<u16>, Stri
         }
         let id = format!("corpus-followup-{index}");
         conn.send(format!("GET /healthz HTTP/1.1\r\nHost: corpus\r\nX-Request-Id: {id}\r\n\r\n").as_bytes())
-            .map_err(|e| format!("follow-up write failed: {}", load::describe(&e)))?;
+            .map_err(|e| format!("follow-up write failed: {}", common::describe(&e)))?;
         let r = conn.response(false).map_err(|e| format!("follow-up on the same connection: {e}"))?;
         if r.status != 200 || r.header("x-request-id") != Some(id.as_str()) {
             return Err(format!(
@@ -301,16 +142,15 @@ fn corpus_against_a_server_with_workers(workers: &str) {
     assert!(failures.is_empty(), "{} corpus case(s) failed:\n  {}", failures.len(), failures.join("\n  "));
 }
 
-/// Splits `out` into answers with the harness's one response-head parser; HEAD answers (per `expect`) carry no
+/// Splits `out` into answers with the test client's one response parser; HEAD answers (per `expect`) carry no
 /// body.
-fn answers(out: &[u8], expect: &[Expected]) -> Result<Vec<common::Response>, String> {
+fn answers(out: &[u8], expect: &[Expected]) -> Result<Vec<Response>, String> {
     let mut got = Vec::new();
     let mut rest = out;
     while !rest.is_empty() {
-        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").ok_or("an answer head without its end")? + 4;
-        let r = common::Response::parse_head(&rest[..end])?;
-        let body = r.body_len(expect.get(got.len()).is_some_and(|e| e.head_only))?;
-        rest = rest.get(end + body..).ok_or("an answer shorter than its Content-Length")?;
+        let head_only = expect.get(got.len()).is_some_and(|e| e.head_only);
+        let (r, used) = common::split_response(rest, head_only)?.ok_or("an incomplete answer at the end")?;
+        rest = &rest[used..];
         got.push(r);
     }
     Ok(got)
@@ -373,7 +213,7 @@ fn run_case_in_machine(case: &Case) -> Result<Vec<u16>, String> {
     if statuses != want {
         return Err(format!("statuses {statuses:?} where {want:?} were expected"));
     }
-    let last_closes = got.last().is_some_and(common::Response::closes);
+    let last_closes = got.last().is_some_and(Response::closes);
     let reading = conn.interest(&settings).read && !closed;
     if case.close && !last_closes {
         return Err("the last answer has no Connection: close".into());

@@ -13,8 +13,6 @@
 //!    keeps serving; sremini_limit_rejections_total{reason="connection_cap"} counts them.
 
 mod common;
-#[path = "common/load.rs"]
-mod load;
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
@@ -23,8 +21,8 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::BIN;
-use load::{QuietServer, Reader, ms, percentile, timed_get};
+use common::load::{self, QuietServer, ms, percentile, timed_get};
+use common::{BIN, Reader, describe};
 
 /// The binary under test: the one cargo built, unless SRE_MINI_BIN names another (to try a patched build).
 fn bin() -> String {
@@ -114,7 +112,7 @@ fn trickle(mut conns: Vec<Slow>, gap: Duration, until: Instant) -> Vec<Slow> {
                     Ok(n) => c.received.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) => {
-                        c.error = Some(format!("read: {}", load::describe(&e)));
+                        c.error = Some(format!("read: {}", describe(&e)));
                         break;
                     }
                 }
@@ -125,7 +123,7 @@ fn trickle(mut conns: Vec<Slow>, gap: Duration, until: Instant) -> Vec<Slow> {
                 match std::io::Write::write(&mut c.stream, &[b]) {
                     Ok(1) => c.sent += 1,
                     Ok(_) => {}
-                    Err(e) => c.error = Some(format!("write of byte {}: {}", c.sent, load::describe(&e))),
+                    Err(e) => c.error = Some(format!("write of byte {}: {}", c.sent, describe(&e))),
                 }
             }
         }
@@ -284,7 +282,7 @@ fn burst(conns: Vec<Reader>, request: &'static [u8]) -> Vec<WorkResult> {
                         took: t.elapsed(),
                         retry_after: false,
                         closes: false,
-                        error: Some(format!("write: {}", load::describe(&e))),
+                        error: Some(format!("write: {}", describe(&e))),
                     };
                 }
                 match c.final_response(request.starts_with(b"HEAD")) {
@@ -429,9 +427,9 @@ fn drill_c_sigterm_with_work_in_flight() {
                 let at = t0.elapsed();
                 let p = match Reader::connect(addr, T) {
                     Err(e) if e.kind() == ErrorKind::ConnectionRefused => Probe::Refused { at },
-                    Err(e) => Probe::Failed { at, why: format!("connect: {}", load::describe(&e)) },
+                    Err(e) => Probe::Failed { at, why: format!("connect: {}", describe(&e)) },
                     Ok(mut c) => match c.send(b"GET /healthz HTTP/1.1\r\nHost: poll\r\n\r\n") {
-                        Err(e) => Probe::Failed { at, why: format!("write: {}", load::describe(&e)) },
+                        Err(e) => Probe::Failed { at, why: format!("write: {}", describe(&e)) },
                         Ok(()) => match c.final_response(false) {
                             Ok(r) if r.status == 200 => Probe::Ok { at, closes: r.closes() },
                             Ok(r) => Probe::Failed { at, why: format!("status {}", r.status) },
@@ -551,7 +549,7 @@ fn drill_c_connection_opened_during_delay_is_served() {
     for c in conns.iter_mut() {
         let o = c
             .send(b"GET /healthz HTTP/1.1\r\nHost: late\r\n\r\n")
-            .map_err(|e| format!("write: {}", load::describe(&e)))
+            .map_err(|e| format!("write: {}", describe(&e)))
             .and_then(|()| c.final_response(false));
         outcomes.push(match o {
             Ok(r) if r.status == 200 && r.closes() => Ok(()),
@@ -600,7 +598,7 @@ fn hammer(addr: SocketAddr, total: usize, depth: usize, per_conn: usize) -> Resu
         let mut on_conn = 0;
         while on_conn < per_conn && done < total {
             let n = depth.min(per_conn - on_conn).min(total - done);
-            c.send(&batch[..n * one.len()]).map_err(|e| format!("write: {}", load::describe(&e)))?;
+            c.send(&batch[..n * one.len()]).map_err(|e| format!("write: {}", describe(&e)))?;
             let closes = c.count_responses(n, 200)?;
             on_conn += n;
             done += n;
@@ -709,7 +707,7 @@ const OVER_CAP_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: over-cap\r\n\r\
 
 /// A clean refusal: 503 with Connection: close and Retry-After, then EOF (no reset, no hang).
 fn refused_cleanly(c: &mut Reader) -> Result<(), String> {
-    c.send(OVER_CAP_REQUEST).map_err(|e| format!("write: {}", load::describe(&e)))?;
+    c.send(OVER_CAP_REQUEST).map_err(|e| format!("write: {}", describe(&e)))?;
     refused_cleanly_after_send(c)
 }
 
@@ -754,7 +752,7 @@ fn drill_e_connection_cap_refusals() {
                 for _ in 0..SEQUENTIAL / THREADS {
                     let t = Instant::now();
                     let outcome = Reader::connect(addr, T)
-                        .map_err(|e| format!("connect: {}", load::describe(&e)))
+                        .map_err(|e| format!("connect: {}", describe(&e)))
                         .and_then(|mut c| refused_cleanly(&mut c));
                     match outcome {
                         Ok(()) => lat.push(t.elapsed()),
@@ -784,9 +782,9 @@ fn drill_e_connection_cap_refusals() {
             match Reader::connect(addr, T) {
                 Ok(mut c) => match c.send(OVER_CAP_REQUEST) {
                     Ok(()) => wave.push(c),
-                    Err(e) => wave_problems.push(format!("write: {}", load::describe(&e))),
+                    Err(e) => wave_problems.push(format!("write: {}", describe(&e))),
                 },
-                Err(e) => wave_problems.push(format!("connect: {}", load::describe(&e))),
+                Err(e) => wave_problems.push(format!("connect: {}", describe(&e))),
             }
         }
         for mut c in wave {

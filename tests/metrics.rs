@@ -6,11 +6,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Response, Server, read_response};
+use common::{Reader, Response, Server};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const METHODS: [&str; 10] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER"];
@@ -302,11 +301,9 @@ fn check_histograms(e: &Exposition) -> BTreeMap<String, Vec<String>> {
 // Client helpers.
 
 fn try_request(s: &Server, raw: &[u8]) -> Option<Response> {
-    let mut c = TcpStream::connect_timeout(&s.addr, common::IO_TIMEOUT).ok()?;
-    c.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
-    c.set_write_timeout(Some(common::IO_TIMEOUT)).unwrap();
-    c.write_all(raw).ok()?;
-    read_response(&mut c, raw.starts_with(b"HEAD "))
+    let mut c = Reader::connect(s.addr, common::IO_TIMEOUT).ok()?;
+    c.send(raw).ok()?;
+    c.final_response(raw.starts_with(b"HEAD ")).ok()
 }
 
 /// One scrape on a fresh connection (retried a few times: a server that refuses a connection at its cap, or
@@ -384,34 +381,6 @@ fn run_cases(s: &Server, cases: &[Case], n: usize) {
     }
 }
 
-/// Reads one response from a buffered reader (pipelined answers): status and lower-cased head; the body is skipped.
-fn read_buffered(rd: &mut BufReader<TcpStream>, head: bool) -> Option<(u16, String)> {
-    let mut status_line = String::new();
-    rd.read_line(&mut status_line).ok()?;
-    let status = status_line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
-    let mut headers = String::new();
-    let mut len = 0usize;
-    loop {
-        let mut l = String::new();
-        if rd.read_line(&mut l).ok()? == 0 {
-            return None;
-        }
-        if l == "\r\n" {
-            break;
-        }
-        let l = l.to_ascii_lowercase();
-        if let Some(v) = l.strip_prefix("content-length:") {
-            len = v.trim().parse().ok()?;
-        }
-        headers.push_str(&l);
-    }
-    if !head {
-        let mut body = vec![0; len];
-        rd.read_exact(&mut body).ok()?;
-    }
-    Some((status, headers))
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Tests.
 
@@ -420,8 +389,8 @@ fn content_type_is_exact_and_head_has_gets_headers_and_no_body() {
     let s = Server::start(&[]);
     let mut c = s.connect();
     let mut exchange = |raw: &[u8]| {
-        c.write_all(raw).unwrap();
-        read_response(&mut c, raw.starts_with(b"HEAD ")).expect("a response")
+        c.send(raw).unwrap();
+        c.final_response(raw.starts_with(b"HEAD ")).expect("a response")
     };
     // Warm up so that every series a scrape adds (GET and HEAD /metrics, their histograms) exists.
     exchange(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -444,8 +413,8 @@ fn content_type_is_exact_and_head_has_gets_headers_and_no_body() {
     let head_len: i64 = head.header("content-length").unwrap().parse().unwrap();
     assert!((head_len - get.body.len() as i64).abs() < 64, "HEAD Content-Length {head_len} vs {}", get.body.len());
     // No body bytes followed the HEAD answer: the next response on the connection starts cleanly.
-    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
-    let next = read_response(&mut c, false).unwrap();
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let next = c.final_response(false).unwrap();
     assert_eq!((next.status, next.body_text().as_str()), (200, "ok\n"));
     let mut rest = Vec::new();
     let _ = c.read_to_end(&mut rest);
@@ -668,7 +637,7 @@ fn cpu_backlog_rejections_are_a_limit_and_the_pool_reports_itself() {
     assert_eq!(e.get("sremini_work_active"), 0.0);
     assert_eq!(e.get("sremini_work_threads_started_total"), 0.0, "no /work thread before the first /work");
     let mut hold = s.connect();
-    hold.write_all(b"GET /work?cpu_ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    hold.send(b"GET /work?cpu_ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while scrape(&s).get("sremini_work_active") < 1.0 {
         assert!(Instant::now() < deadline, "the held /work request was never admitted");
@@ -682,8 +651,8 @@ fn cpu_backlog_rejections_are_a_limit_and_the_pool_reports_itself() {
     let e = scrape(&s);
     assert_eq!(e.get(&reason_series("sremini_limit_rejections_total", "work_cpu_backlog")), 1.0);
     assert_eq!(e.get("sremini_work_rejections_total"), 0.0, "the slots were never full");
-    hold.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    assert_eq!(read_response(&mut hold, false).expect("held /work answers").status, 200);
+    hold.stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(hold.final_response(false).expect("held /work answers").status, 200);
     let e = scrape(&s);
     assert_eq!(e.get("sremini_work_active"), 0.0);
     assert_eq!(e.get("sremini_work_cpu_backlog_seconds"), 0.0);
@@ -700,7 +669,7 @@ fn bulkhead_rejections_are_counted_as_503() {
     let before = scrape(&s);
     // Occupy the only /work slot; do not read the answer.
     let mut hold = s.connect();
-    hold.write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    hold.send(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while scrape(&s).get("http_requests_in_flight") < 2.0 {
         assert!(Instant::now() < deadline, "the held /work request never went in flight");
@@ -724,8 +693,8 @@ fn bulkhead_rejections_are_counted_as_503() {
     assert_rose(&before, &after, &["sremini_work_rejections_total"], N as f64, "bulkhead");
     assert_eq!(after.value(&req_series("GET", "/work", 200)), 0.0);
     // The held request completes and is counted as 200.
-    hold.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let r = read_response(&mut hold, false).expect("held /work answers");
+    hold.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = hold.final_response(false).expect("held /work answers");
     assert_eq!(r.status, 200);
     let e = scrape(&s);
     assert_eq!(e.get(&req_series("GET", "/work", 200)), 1.0);
@@ -742,20 +711,20 @@ fn timeouts_and_the_connection_cap_are_counted() {
     let s = Server::start(&[("HEADER_TIMEOUT_MS", "300"), ("BODY_TIMEOUT_MS", "300")]);
     let before = scrape(&s);
     // 408 for a head that never completes, N connections at once.
-    let mut conns: Vec<TcpStream> = (0..N).map(|_| s.connect()).collect();
+    let mut conns: Vec<Reader> = (0..N).map(|_| s.connect()).collect();
     for c in &mut conns {
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
     }
     for c in &mut conns {
-        assert_eq!(read_response(c, false).expect("408").status, 408);
+        assert_eq!(c.final_response(false).expect("408").status, 408);
     }
     // 408 for a body that never completes.
-    let mut conns: Vec<TcpStream> = (0..N).map(|_| s.connect()).collect();
+    let mut conns: Vec<Reader> = (0..N).map(|_| s.connect()).collect();
     for c in &mut conns {
-        c.write_all(b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+        c.send(b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc").unwrap();
     }
     for c in &mut conns {
-        assert_eq!(read_response(c, false).expect("408").status, 408);
+        assert_eq!(c.final_response(false).expect("408").status, 408);
     }
     let after = scrape(&s);
     assert_rose(
@@ -782,8 +751,8 @@ fn timeouts_and_the_connection_cap_are_counted() {
     let hold = loop {
         assert!(Instant::now() < deadline, "never got the one connection");
         let mut c = s.connect();
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        if read_response(&mut c, false).is_some_and(|r| r.status == 200 && !r.closes()) {
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        if c.final_response(false).is_ok_and(|r| r.status == 200 && !r.closes()) {
             break c;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -907,10 +876,7 @@ fn ten_thousand_random_paths_and_methods_add_no_series() {
     let mut sent = 0;
     let t = Instant::now();
     while sent < TOTAL {
-        let c = TcpStream::connect_timeout(&s.addr, common::IO_TIMEOUT).unwrap();
-        c.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
-        let mut w = c.try_clone().unwrap();
-        let mut rd = BufReader::new(c);
+        let mut c = s.connect();
         let mut batch = Vec::new();
         let mut heads = Vec::new();
         for _ in 0..BATCH {
@@ -922,11 +888,11 @@ fn ten_thousand_random_paths_and_methods_add_no_series() {
             batch.extend_from_slice(format!("{m} {p} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
             heads.push(m == "HEAD");
         }
-        w.write_all(&batch).unwrap();
+        c.send(&batch).unwrap();
         for &head in &heads {
-            let (status, headers) = read_buffered(&mut rd, head).expect("an answer");
-            assert_eq!(status, 404, "random request answered {status}");
-            assert!(!headers.contains("connection: close"), "404 must keep the connection");
+            let r = c.response(head).unwrap_or_else(|e| panic!("an answer: {e}"));
+            assert_eq!(r.status, 404, "random request answered {}", r.status);
+            assert!(!r.closes(), "404 must keep the connection");
         }
         sent += BATCH;
         assert!(t.elapsed() < Duration::from_secs(120), "10,000 requests took too long");
@@ -1069,19 +1035,19 @@ fn durations_land_in_the_right_buckets() {
 fn pipelined_scrapes_beyond_the_output_high_water_are_all_answered() {
     let s = Server::start(&[]);
     for n in [20usize, 100, 1000] {
-        let c = s.connect();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut w = c.try_clone().unwrap();
+        let mut c = s.connect();
+        c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut w = c.stream.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
             let one = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
             w.write_all(&one.repeat(n)).unwrap();
         });
-        let mut rd = BufReader::new(c);
         let t = Instant::now();
         for i in 0..n {
-            let (status, _) = read_buffered(&mut rd, false)
-                .unwrap_or_else(|| panic!("{n} pipelined scrapes: no answer #{i} after {:?}", t.elapsed()));
-            assert_eq!(status, 200);
+            let r = c
+                .response(false)
+                .unwrap_or_else(|e| panic!("{n} pipelined scrapes: no answer #{i} after {:?}: {e}", t.elapsed()));
+            assert_eq!(r.status, 200);
         }
         writer.join().unwrap();
     }

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, is_closed, read_one, read_response, run_to_exit};
+use common::{Reader, Server, run_to_exit};
 
 const FAST: &[(&str, &str)] = &[("WORK_DELAY_MS", "50")];
 
@@ -117,14 +116,14 @@ fn head_answers_carry_get_headers_and_no_body() {
     for path in ["/healthz", "/readyz", "/work"] {
         let get = s.get(path);
         let mut c = s.connect();
-        c.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
-        let head = read_response(&mut c, true).unwrap();
+        c.send(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+        let head = c.final_response(true).unwrap();
         assert_eq!(head.status, get.status);
         assert_eq!(head.header("content-length"), get.header("content-length"), "{path}");
         assert_eq!(head.header("content-type"), get.header("content-type"));
         // No body bytes: the next response on the connection must start right away.
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        assert_eq!(read_response(&mut c, false).unwrap().status, 200, "{path}");
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(c.final_response(false).unwrap().status, 200, "{path}");
     }
     let m = s.request(b"HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(m.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
@@ -137,27 +136,27 @@ fn keep_alive_follows_each_versions_rules() {
     // HTTP/1.1: persistent by default, for as many requests as we like.
     let mut c = s.connect();
     for _ in 0..20 {
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        let r = read_response(&mut c, false).unwrap();
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = c.final_response(false).unwrap();
         assert_eq!(r.status, 200);
         assert!(!r.closes());
     }
-    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
-    assert!(read_response(&mut c, false).unwrap().closes());
-    assert!(is_closed(&mut c));
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    assert!(c.final_response(false).unwrap().closes());
+    assert!(c.is_closed());
 
     // HTTP/1.0: closes unless asked to keep alive, and then says so.
     let mut c = s.connect();
-    c.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
-    assert!(read_response(&mut c, false).unwrap().closes());
-    assert!(is_closed(&mut c));
+    c.send(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    assert!(c.final_response(false).unwrap().closes());
+    assert!(c.is_closed());
     let mut c = s.connect();
-    c.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
-    let r = read_response(&mut c, false).unwrap();
+    c.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let r = c.final_response(false).unwrap();
     assert_eq!(r.header("connection"), Some("keep-alive"));
-    c.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut c, false).unwrap().status, 200);
-    assert!(is_closed(&mut c));
+    c.send(b"GET /readyz HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(c.final_response(false).unwrap().status, 200);
+    assert!(c.is_closed());
 }
 
 #[test]
@@ -165,7 +164,7 @@ fn pipelined_requests_are_answered_in_order() {
     let s = Server::start(&[("WORK_DELAY_MS", "200")]);
     let mut c = s.connect();
     // /work in the middle takes 200 ms on another thread; the answers must still come in request order.
-    c.write_all(
+    c.send(
         b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-Id: one\r\n\r\n\
           GET /work HTTP/1.1\r\nHost: t\r\nX-Request-Id: two\r\n\r\n\
           GET /nope HTTP/1.1\r\nHost: t\r\nX-Request-Id: three\r\n\r\n\
@@ -176,10 +175,10 @@ fn pipelined_requests_are_answered_in_order() {
     let expected =
         [("one", 200, false), ("two", 200, false), ("three", 404, false), ("four", 200, true), ("five", 200, false)];
     for (id, status, head) in expected {
-        let r = read_response(&mut c, head).unwrap();
+        let r = c.final_response(head).unwrap();
         assert_eq!((r.header("x-request-id").unwrap(), r.status), (id, status));
     }
-    assert!(is_closed(&mut c));
+    assert!(c.is_closed());
 }
 
 /// More pipelined answers than the socket buffers hold, to a client that starts reading late: the server must
@@ -196,7 +195,7 @@ fn a_late_reader_gets_every_pipelined_answer() {
         let mut c = s.connect();
         let mut all = b"GET /metrics HTTP/1.1\r\nHost:t\r\n\r\n".repeat(REQUESTS - 1);
         all.extend_from_slice(b"GET /metrics HTTP/1.1\r\nHost:t\r\nConnection: close\r\n\r\n");
-        c.write_all(&all).unwrap();
+        c.send(&all).unwrap();
         std::thread::sleep(Duration::from_millis(300));
         let mut got = Vec::new();
         let read = c.read_to_end(&mut got);
@@ -207,40 +206,29 @@ fn a_late_reader_gets_every_pipelined_answer() {
 }
 
 #[test]
-fn absolute_form_targets_route_by_path() {
-    let s = Server::start(FAST);
-    let r = s.request(b"GET http://example.test:8080/healthz HTTP/1.1\r\nHost: example.test:8080\r\n\r\n");
-    assert_eq!(r.status, 200);
-    let r = s.request(b"GET http://example.test/nope?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n");
-    assert_eq!(r.status, 404);
-}
-
-#[test]
 fn bodies_are_framed_read_and_discarded() {
     let s = Server::start(&[("MAX_BODY_BYTES", "1000")]);
     let mut c = s.connect();
     // Content-Length body, then a chunked one with an extension and a trailer, then a plain request.
-    c.write_all(b"POST /fail/work?ratio=0 HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world").unwrap();
-    assert_eq!(read_response(&mut c, false).unwrap().status, 200);
-    c.write_all(b"POST /recover/work HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut c, false).unwrap().status, 200);
-    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut c, false).unwrap().status, 200);
+    c.send(b"POST /fail/work?ratio=0 HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world").unwrap();
+    assert_eq!(c.final_response(false).unwrap().status, 200);
+    c.send(b"POST /recover/work HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n").unwrap();
+    assert_eq!(c.final_response(false).unwrap().status, 200);
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n").unwrap();
+    assert_eq!(c.final_response(false).unwrap().status, 200);
     // A body on GET is framed too: the bytes after it are the next request, not part of this one.
-    c.write_all(
-        b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nGET GET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
-    )
-    .unwrap();
-    assert_eq!(read_response(&mut c, false).unwrap().status, 200);
-    assert_eq!(read_response(&mut c, false).unwrap().status, 404);
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nGET GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(c.final_response(false).unwrap().status, 200);
+    assert_eq!(c.final_response(false).unwrap().status, 404);
 
     // Over the cap: 413 at once, without reading the body, and the connection closes.
     let r = s.request(b"POST /recover/work HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n");
     assert_eq!(r.status, 413);
     assert!(r.closes());
     let mut c = s.connect();
-    c.write_all(b"POST /recover/work HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n").unwrap();
-    let r = read_response(&mut c, false).unwrap();
+    c.send(b"POST /recover/work HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n").unwrap();
+    let r = c.final_response(false).unwrap();
     assert_eq!(r.status, 413, "chunked bodies obey the same cap");
     assert!(r.closes());
     // A malformed chunked body is rejected even where the route ignores bodies.
@@ -250,101 +238,12 @@ fn bodies_are_framed_read_and_discarded() {
 }
 
 #[test]
-fn expect_100_continue_is_honoured() {
-    let s = Server::start(&[("MAX_BODY_BYTES", "100")]);
-    let mut c = s.connect();
-    c.write_all(b"POST /recover/work HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
-    let interim = read_one(&mut c, false).unwrap();
-    assert_eq!(interim.status, 100);
-    c.write_all(b"hello").unwrap();
-    assert_eq!(read_response(&mut c, false).unwrap().status, 200);
-    // Too large: the final answer comes instead of 100, and the body is never sent.
-    let mut c = s.connect();
-    c.write_all(b"POST /recover/work HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
-    assert_eq!(read_one(&mut c, false).unwrap().status, 413);
-    // Unknown expectations: 417.
-    let r = s.request(b"GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\n\r\n");
-    assert_eq!(r.status, 417);
-}
-
-#[test]
-fn the_reject_list_gets_precise_statuses_and_closes() {
-    let s = Server::start(&[("HEADER_TIMEOUT_MS", "500")]);
-    let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(16_400));
-    let big_field = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(33_000));
-    let many_fields = format!("GET / HTTP/1.1\r\nHost: t\r\n{}\r\n", "X-F: 1\r\n".repeat(101));
-    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("malformed request line (RFC 9112 §3)", b"GET  /healthz HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 400),
-        ("missing Host on 1.1 (RFC 9112 §3.2)", b"GET /healthz HTTP/1.1\r\n\r\n".to_vec(), 400),
-        ("repeated Host (RFC 9112 §3.2)", b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), 400),
-        (
-            "CL with TE (RFC 9112 §6.1)",
-            b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-                .to_vec(),
-            400,
-        ),
-        (
-            "repeated CL, same value (RFC 9110 §8.6)",
-            b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx".to_vec(),
-            400,
-        ),
-        (
-            "non-numeric CL (RFC 9110 §8.6)",
-            b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\nhello".to_vec(),
-            400,
-        ),
-        (
-            "TE not ending in chunked (RFC 9112 §6.3)",
-            b"POST /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n".to_vec(),
-            400,
-        ),
-        ("obs-fold (RFC 9112 §5.2)", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n continued\r\n\r\n".to_vec(), 400),
-        ("space before colon (RFC 9112 §5.1)", b"GET /healthz HTTP/1.1\r\nHost : t\r\n\r\n".to_vec(), 400),
-        ("bare CR (RFC 9112 §2.2)", b"GET /healthz HTTP/1.1\r\nHost: t\rX: 1\r\n\r\n".to_vec(), 400),
-        ("bare LF (RFC 9112 §2.2)", b"GET /healthz HTTP/1.1\nHost: t\n\n".to_vec(), 400),
-        (
-            "control character in value (RFC 9110 §5.5)",
-            b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n".to_vec(),
-            400,
-        ),
-        ("NUL in value (RFC 9110 §5.5)", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n".to_vec(), 400),
-        (
-            "malformed chunked body (RFC 9112 §7.1)",
-            b"POST /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX".to_vec(),
-            400,
-        ),
-        (
-            "unknown transfer coding (RFC 9112 §6.1)",
-            b"POST /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: foo, chunked\r\n\r\n".to_vec(),
-            501,
-        ),
-        ("request line too long (RFC 9112 §3)", long_target.into_bytes(), 414),
-        ("header section too large (RFC 6585 §5)", big_field.into_bytes(), 431),
-        ("too many fields (RFC 6585 §5)", many_fields.into_bytes(), 431),
-        ("HTTP/2.0 (RFC 9110 §6.2)", b"GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n".to_vec(), 505),
-        ("HTTP/0.9 version (RFC 9110 §6.2)", b"GET /healthz HTTP/0.9\r\nHost: t\r\n\r\n".to_vec(), 505),
-        ("head not complete in time (RFC 9110 §15.5.9)", b"GET /healthz HTTP/1.1\r\nHost: t\r\n".to_vec(), 408),
-    ];
-    for (name, raw, status) in cases {
-        let mut c = s.connect();
-        c.write_all(&raw).unwrap();
-        let r = read_response(&mut c, false).unwrap_or_else(|| panic!("{name}: no response"));
-        assert_eq!(r.status, status, "{name}");
-        assert!(r.closes(), "{name}: must say Connection: close");
-        assert!(is_closed(&mut c), "{name}: must close");
-        assert_eq!(s.get("/healthz").status, 200, "{name}: server still serves");
-    }
-}
-
-#[test]
 fn work_bulkhead_rejects_at_once_and_probes_keep_answering() {
     let s = Server::start(&[("WORK_MAX_CONCURRENT", "4"), ("WORK_DELAY_MS", "2000")]);
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut c = s.connect();
-        c.write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        c.send(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         held.push(c);
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -364,7 +263,7 @@ fn work_bulkhead_rejects_at_once_and_probes_keep_answering() {
     }
     assert!(worst < Duration::from_millis(100), "slowest probe {worst:?}");
     for mut c in held {
-        assert_eq!(read_response(&mut c, false).unwrap().status, 200);
+        assert_eq!(c.final_response(false).unwrap().status, 200);
     }
     assert_eq!(s.metric("sremini_work_rejections_total"), 5.0);
 }
@@ -372,22 +271,22 @@ fn work_bulkhead_rejects_at_once_and_probes_keep_answering() {
 #[test]
 fn connection_cap_refuses_clearly_and_per_connection_cap_closes() {
     let s = Server::start(&[("MAX_CONNECTIONS", "3"), ("MAX_REQUESTS_PER_CONNECTION", "3")]);
-    let held: Vec<TcpStream> = (0..3).map(|_| s.connect()).collect();
+    let held: Vec<Reader> = (0..3).map(|_| s.connect()).collect();
     std::thread::sleep(Duration::from_millis(100));
     let mut c = s.connect();
-    let r = read_response(&mut c, false).expect("a refusal, not a reset");
+    let r = c.final_response(false).expect("a refusal, not a reset");
     assert_eq!(r.status, 503);
     assert!(r.closes());
-    assert!(is_closed(&mut c));
+    assert!(c.is_closed());
     drop(held);
     std::thread::sleep(Duration::from_millis(100));
     let mut c = s.connect();
     for i in 1..=3 {
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        let r = read_response(&mut c, false).unwrap();
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = c.final_response(false).unwrap();
         assert_eq!(r.closes(), i == 3, "request {i}");
     }
-    assert!(is_closed(&mut c));
+    assert!(c.is_closed());
     assert!(s.metric("sremini_limit_rejections_total{reason=\"connection_cap\"}") >= 1.0);
 }
 
@@ -396,15 +295,15 @@ fn idle_and_slow_connections_do_not_hold_workers() {
     // One worker only: if an idle or half-sent connection held it, the probe below could not be answered.
     let s = Server::start(&[("WORKERS", "1")]);
     let mut idle = s.connect();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    read_response(&mut idle, false).unwrap();
+    idle.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    idle.final_response(false).unwrap();
     let mut slow = s.connect();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    slow.send(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
     let t = Instant::now();
     assert_eq!(s.get("/healthz").status, 200);
     assert!(t.elapsed() < Duration::from_millis(500));
-    slow.write_all(b"st: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut slow, false).unwrap().status, 200);
+    slow.send(b"st: t\r\n\r\n").unwrap();
+    assert_eq!(slow.final_response(false).unwrap().status, 200);
 }
 
 #[test]
@@ -414,8 +313,8 @@ fn shutdown_drains_in_flight_work_then_exits_zero() {
     let workers: Vec<_> = (0..20)
         .map(|_| {
             let mut c = s.connect();
-            c.write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-            std::thread::spawn(move || read_response(&mut c, false).map(|r| (r.status, r.closes())))
+            c.send(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            std::thread::spawn(move || c.final_response(false).ok().map(|r| (r.status, r.closes())))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(200));
@@ -445,7 +344,7 @@ fn shutdown_drains_in_flight_work_then_exits_zero() {
 fn drain_timeout_abandons_and_exits_non_zero() {
     let mut s = Server::start(&[("WORK_DELAY_MS", "5000"), ("SHUTDOWN_DELAY_MS", "0"), ("DRAIN_TIMEOUT_MS", "300")]);
     let mut c = s.connect();
-    c.write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    c.send(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     s.signal("TERM");
     let status = s.wait_exit(Duration::from_secs(5));
@@ -471,7 +370,7 @@ fn panic_drill_kills_the_process_with_a_logged_error() {
     let mut s = Server::start(&[]);
     let mut c = s.connect();
     let t = Instant::now();
-    c.write_all(b"POST /panic HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    c.send(b"POST /panic HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let status = s.wait_exit(Duration::from_secs(1));
     assert!(t.elapsed() < Duration::from_secs(1));
     assert_eq!(status.code(), Some(101));
@@ -642,7 +541,7 @@ fn every_state_changing_request_leaves_exactly_one_audit_record() {
 
     // /panic is recorded before the process ends.
     let mut c = s.connect();
-    c.write_all(b"POST /panic HTTP/1.1\r\nHost: t\r\nX-Request-Id: audit-panic\r\n\r\n").unwrap();
+    c.send(b"POST /panic HTTP/1.1\r\nHost: t\r\nX-Request-Id: audit-panic\r\n\r\n").unwrap();
     assert_eq!(s.wait_exit(Duration::from_secs(2)).code(), Some(101));
     let line = s.wait_log("\"request_id\":\"audit-panic\"", Duration::from_secs(1));
     assert!(

@@ -1,9 +1,18 @@
-//! Test harness: start the built binary on a free port, speak raw TCP to it, and read what it answers.
-//! Every wait here is bounded; a server that misbehaves fails the test instead of hanging it.
+//! Test harness: start the built binary on a free port, speak raw TCP to it through the one test client
+//! ([`client`]), and read its log. Every wait here is bounded; a server that misbehaves fails the test instead of
+//! hanging it. [`load`] holds what the drills and the corpus add: a quiet server, percentiles, /proc readings.
+//! Each test binary uses part of this, so unused items are expected.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+pub mod client;
+pub mod load;
+
+// Not every test binary uses every name.
+#[allow(unused_imports)]
+pub use client::{Reader, Response, describe, split_response};
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -70,18 +79,15 @@ impl Server {
         Server { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), lines, line_rx: rx }
     }
 
-    pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT).expect("connect");
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        s
+    pub fn connect(&self) -> Reader {
+        Reader::connect(self.addr, IO_TIMEOUT).expect("connect")
     }
 
-    /// One request on a fresh connection; returns the first response.
+    /// One request on a fresh connection; returns the first final response.
     pub fn request(&self, raw: &[u8]) -> Response {
-        let mut s = self.connect();
-        s.write_all(raw).unwrap();
-        read_response(&mut s, raw.starts_with(b"HEAD ")).expect("a response")
+        let mut c = self.connect();
+        c.send(raw).unwrap();
+        c.final_response(raw.starts_with(b"HEAD ")).unwrap_or_else(|e| panic!("a response: {e}"))
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -151,93 +157,6 @@ impl Drop for Server {
 pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String, String) {
     let out = command().env_clear().envs(env.iter().copied()).args(args).output().unwrap();
     (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// The one response-head parser of the tests: `head` is everything up to and including the empty line.
-    /// The body is left empty; [`Response::body_len`] says how much of it follows.
-    pub fn parse_head(head: &[u8]) -> Result<Response, String> {
-        let text = std::str::from_utf8(head).map_err(|_| "non-UTF-8 response head".to_string())?;
-        let mut lines = text.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let status = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|r| r.get(..3))
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-        let mut headers = Vec::new();
-        for l in lines.filter(|l| !l.is_empty()) {
-            let (k, v) = l.split_once(':').ok_or_else(|| format!("bad header line {l:?}"))?;
-            headers.push((k.to_string(), v.trim().to_string()));
-        }
-        Ok(Response { status, headers, body: Vec::new() })
-    }
-
-    /// Body bytes that follow this head: none for an interim (1xx) response or an answer to HEAD, else
-    /// Content-Length, which the server sends on every response.
-    pub fn body_len(&self, head_only: bool) -> Result<usize, String> {
-        if self.status < 200 || head_only {
-            return Ok(0);
-        }
-        self.header("content-length")
-            .ok_or("response without Content-Length")?
-            .parse()
-            .map_err(|_| "bad Content-Length in response".to_string())
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    pub fn closes(&self) -> bool {
-        self.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
-    }
-
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Reads one response (skipping 1xx interim responses). `head` means no body despite Content-Length.
-pub fn read_response(s: &mut TcpStream, head: bool) -> Option<Response> {
-    loop {
-        let r = read_one(s, head)?;
-        if r.status >= 200 {
-            return Some(r);
-        }
-    }
-}
-
-/// Reads exactly one response, interim ones included, a byte at a time so that nothing after it is consumed.
-/// A malformed response panics: the harness's server is the one under test.
-pub fn read_one(s: &mut TcpStream, head: bool) -> Option<Response> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => buf.push(byte[0]),
-            _ => return None,
-        }
-        assert!(buf.len() < 64 * 1024, "response head too long");
-    }
-    let mut r = Response::parse_head(&buf).unwrap_or_else(|e| panic!("{e}"));
-    r.body = vec![0; r.body_len(head).unwrap_or_else(|e| panic!("{e}"))];
-    s.read_exact(&mut r.body).ok()?;
-    Some(r)
-}
-
-/// True when the server has closed the connection (EOF or reset) within the timeout.
-pub fn is_closed(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0) | Err(_))
 }
 
 /// A string field from one JSON log line (our own flat format; no escapes in the fields tests read).
