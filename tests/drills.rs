@@ -689,7 +689,7 @@ fn short_connections(addr: SocketAddr, n: usize) -> Result<(), String> {
             (&b"GET /healthz HTTP/1.1\r\nHost: memory\r\n\r\n"[..], false),
             (&b"GET /healthz HTTP/1.1\r\nHost: memory\r\nConnection: close\r\n\r\n"[..], true),
         ] {
-            c.send(request).map_err(|e| format!("write: {}", load::describe(&e)))?;
+            c.send(request).map_err(|e| format!("write: {}", describe(&e)))?;
             let r = c.final_response(false)?;
             if r.status != 200 || r.closes() != closes {
                 return Err(format!("status {} close={}", r.status, r.closes()));
