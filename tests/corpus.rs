@@ -1,8 +1,9 @@
 //! The adversarial request corpus, at two depths. Every case in tests/corpus/*.txt is sent on its own connection
 //! to ONE running server (once with one worker, once with two sharing one readiness set), which must answer with
 //! exactly the expected statuses, close (or keep) the connection as expected, and still answer a fresh
-//! `GET /healthz` afterwards. Every case also runs through the connection
-//! machine alone (`sre_mini::conn`, no socket, the clock moved by hand), which must give the same answers.
+//! `GET /healthz` afterwards; a case that names the parser's `reason:` must count once under that reason in
+//! `sremini_parse_errors_total`. Every case also runs through the connection machine alone (`sre_mini::conn`, no
+//! socket, the clock moved by hand), which must give the same answers.
 //! The format is described in tests/corpus/README.md and decoded by tests/corpus/format.rs, which the parser's
 //! unit tests read too (they check each case's `reason:` against the head parser).
 
@@ -118,7 +119,11 @@ fn corpus_against_a_server_with_workers(workers: &str) {
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let t = Instant::now();
-        let outcome = run_case(&server, case, i);
+        let counted_before = case.reason.as_ref().map(|_| parse_errors(&server));
+        let outcome = run_case(&server, case, i).and_then(|got| match &counted_before {
+            Some(before) => counted_once(before, &parse_errors(&server), case.reason.as_deref().unwrap()).map(|_| got),
+            None => Ok(got),
+        });
         let health = load::timed_get(server.addr, "/healthz", IO_TIMEOUT);
         let health_ok = matches!(&health, Ok((r, _)) if r.status == 200);
         let close = if case.close { "close" } else { "keep" };
@@ -140,6 +145,34 @@ fn corpus_against_a_server_with_workers(workers: &str) {
     assert_eq!(panics, 0.0, "handler panics during the corpus");
     eprintln!("corpus: {} cases, {} failed, {:.1} s", cases.len(), failures.len(), started.elapsed().as_secs_f64());
     assert!(failures.is_empty(), "{} corpus case(s) failed:\n  {}", failures.len(), failures.join("\n  "));
+}
+
+/// `sremini_parse_errors_total` by reason, from one scrape.
+fn parse_errors(server: &Server) -> std::collections::BTreeMap<String, f64> {
+    let text = server.get("/metrics").body_text();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("sremini_parse_errors_total{reason=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(reason, v)| (reason.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+/// A rejected head counts once, under the reason the case names, and under no other.
+fn counted_once(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    reason: &str,
+) -> Result<(), String> {
+    let moved: Vec<_> = after
+        .iter()
+        .map(|(r, v)| (r.as_str(), v - before.get(r).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d != 0.0)
+        .collect();
+    if moved == [(reason, 1.0)] {
+        Ok(())
+    } else {
+        Err(format!("sremini_parse_errors_total moved by {moved:?}, expected +1 for reason {reason:?}"))
+    }
 }
 
 /// Splits `out` into answers with the test client's one response parser; HEAD answers (per `expect`) carry no
