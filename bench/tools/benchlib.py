@@ -11,6 +11,9 @@ Subcommands (each prints one JSON object on stdout, except `report`):
   hold-idle PORT N HOLD_S READY_FILE   open N keep-alive connections, one answered GET /healthz on each, then
                                        hold them idle for at most HOLD_S (writes {"held", "failed"} to READY_FILE)
   report RESULTS_JSONL OUT_MD META_JSON  medians per metric, sre-mini/axum ratios, targets (PASS/MISS)
+  meta META_JSON NOTES_FILE KEY=VALUE...  write the run's description for `report`: every key of META_KEYS
+                                       (rounds, burst_n and work_max_concurrent as integers) and the notes file's
+                                       non-empty lines; prints nothing
 
 All traffic goes to 127.0.0.1; every loop is bounded in count and time.
 """
@@ -493,9 +496,36 @@ def cmd_report(results_path, out_md, meta_path):
     return 0
 
 
+# ---------------------------------------------------------------- meta
+# What `report` reads from meta.json, in the order it is written; the integers are counts, the rest text.
+META_KEYS = ("rounds", "burst_n", "work_max_concurrent", "date", "nproc", "cpu", "kernel", "rustc", "wrk",
+             "sre_rev", "base_rev")
+META_INTS = ("rounds", "burst_n", "work_max_concurrent")
+
+
+def cmd_meta(meta_path, notes_path, *fields):
+    given = {}
+    for f in fields:
+        key, sep, value = f.partition("=")
+        if not sep or key not in META_KEYS or key in given:
+            sys.exit(f"meta: {f!r} is not KEY=VALUE with a new KEY from {', '.join(META_KEYS)}")
+        given[key] = int(value) if key in META_INTS else value
+    missing = [k for k in META_KEYS if k not in given]
+    if missing:
+        sys.exit(f"meta: missing {', '.join(missing)}")
+    with open(notes_path, encoding="utf-8") as f:
+        notes = [line.strip() for line in f if line.strip()]
+    meta = {k: given[k] for k in META_KEYS}
+    meta["notes"] = notes
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    return 0
+
+
 COMMANDS = {
     "wait-ready": cmd_wait_ready, "wrk": cmd_wrk, "sample": cmd_sample, "burst": cmd_burst,
     "startup": cmd_startup, "status": cmd_status, "report": cmd_report, "hold-idle": cmd_hold_idle,
+    "meta": cmd_meta,
 }
 
 if __name__ == "__main__":
