@@ -269,18 +269,13 @@ note "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); rounds took $((SECO
 # ------------------------------------------------------------------ report
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev="$rev+uncommitted"
-python3 - "$OUT/meta.json" "$NOTES" <<PYEOF
-import json, sys
-notes = [l.strip() for l in open(sys.argv[2]) if l.strip()]
-json.dump({
-    "rounds": $ROUNDS, "burst_n": $BURST, "work_max_concurrent": 512,
-    "date": "$(date -u '+%Y-%m-%d %H:%M UTC')", "nproc": "$(nproc)",
-    "cpu": "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')",
-    "kernel": "Linux $(uname -r)", "rustc": "$(rustc -V | cut -d' ' -f1-2)",
-    "wrk": "$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2) -t1 -c$CONNS -d${DURATION}s",
-    "sre_rev": "$rev", "base_rev": "$BASE_NAME", "notes": notes,
-}, open(sys.argv[1], "w"))
-PYEOF
+python3 "$ROOT/bench/tools/benchlib.py" meta "$OUT/meta.json" "$NOTES" \
+  rounds="$ROUNDS" burst_n="$BURST" work_max_concurrent=512 \
+  date="$(date -u '+%Y-%m-%d %H:%M UTC')" nproc="$(nproc)" \
+  cpu="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+  kernel="Linux $(uname -r)" rustc="$(rustc -V | cut -d' ' -f1-2)" \
+  wrk="$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2) -t1 -c$CONNS -d${DURATION}s" \
+  sre_rev="$rev" base_rev="$BASE_NAME"
 "${PY[@]}" report "$RESULTS" "$OUT/latest.md" "$OUT/meta.json"
 cp "$OUT/latest.md" "$ROOT/bench/results/latest.md"
 say "table written to bench/results/latest.md (raw figures in bench/results/$STAMP/)"

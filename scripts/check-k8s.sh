@@ -72,14 +72,7 @@ MANIFESTS=(k8s.yaml "$OUT/kustomize-root.yaml" "$OUT/kustomize-drills-off.yaml")
 label_of() { case "$1" in k8s.yaml) echo k8s.yaml ;; *) basename "$1" .yaml ;; esac; }
 
 # ---- 2. kubernetes-validate --strict, per version -----------------------------------------------------------------
-mapfile -t versions < <(python3 - "$K8S_MIN_VERSION" <<'EOF'
-import sys
-from kubernetes_validate.utils import all_versions
-lo = tuple(int(x) for x in sys.argv[1].split(".")[:2])
-seen = sorted({tuple(int(x) for x in v.split(".")[:2]) for v in all_versions()})
-print("\n".join(f"{a}.{b}.0" for a, b in seen if (a, b) >= lo))
-EOF
-)
+mapfile -t versions < <(srekit validators k8s-versions "$K8S_MIN_VERSION")
 [ "${#versions[@]}" -ge 1 ] || die "kubernetes-validate ships no schema version >= $K8S_MIN_VERSION"
 for m in "${MANIFESTS[@]}"; do
   say "kubernetes-validate --strict on the core kinds of $(label_of "$m"), Kubernetes $K8S_MIN_VERSION to the newest shipped"
@@ -123,38 +116,7 @@ run_checkov() { # run_checkov FILE FRAMEWORK [LABEL]
   say "checkov -f $file --framework $fw --skip-download"
   # Run from $OUT so no stray config in the working directory changes the result; exit status judged below.
   (cd "$OUT" && checkov -f "$file" --framework "$fw" --skip-download -o json) >"$json" 2>"$OUT/checkov-$label.err" || true
-  python3 - "$json" "$fw" <<'EOF' || die "checkov $fw: failures, unexplained skips or no result (full output: $json)"
-import json, sys
-path, fw = sys.argv[1], sys.argv[2]
-try:
-    data = json.load(open(path))
-except Exception as e:
-    sys.exit(f"FAIL: checkov wrote no JSON: {e}")
-data = data if isinstance(data, list) else [data]
-data = [d for d in data if d.get("check_type") == fw]
-if not data:
-    sys.exit(f"FAIL: checkov reported no {fw} results")
-r = data[0]["results"]; s = data[0]["summary"]
-bad = 0
-for c in r.get("failed_checks", []):
-    print(f"FAIL: {c['check_id']} {c['check_name']} on {c['resource']} ({c.get('file_line_range')})"); bad = 1
-for c in r.get("skipped_checks", []):
-    why = (c.get("check_result") or {}).get("suppress_comment", "") or ""
-    if len(why.strip()) < 20 or why.strip().lower() == "no comment provided":
-        print(f"FAIL: {c['check_id']} skipped on {c['resource']} without a reason"); bad = 1
-    else:
-        print(f"  skipped {c['check_id']} on {c['resource']}: {why.strip()}")
-if s.get("parsing_errors"):
-    print(f"FAIL: {s['parsing_errors']} parsing errors"); bad = 1
-ids = lambda key: sorted({c["check_id"] for c in r.get(key, [])}, key=lambda x: (x.split("_")[0], x.split("_")[1], int(x.split("_")[-1])))
-passed = ids("passed_checks")
-if not passed:
-    print("FAIL: no check passed: checkov evaluated nothing"); bad = 1
-print(f"checkov {fw} {s.get('checkov_version')}: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped "
-      f"over {s.get('resource_count')} resources; {len(passed)} distinct rules passed:")
-print("  " + " ".join(passed))
-sys.exit(bad)
-EOF
+  srekit validators checkov "$json" "$fw" || die "checkov $fw: failures, unexplained skips or no result (full output: $json)"
 }
 run_checkov k8s.yaml kubernetes
 run_checkov "$OUT/kustomize-root.yaml" kubernetes kubernetes-kustomize-root

@@ -16,8 +16,7 @@ need_apt promtool prometheus
 need_apt prometheus prometheus
 need_apt curl curl
 command -v python3 >/dev/null || die "python3 is required to drive traffic"
-# The Python steps live in tools/srekit/metrics_check.py.
-srekit() { PYTHONPATH="$ROOT/tools" python3 -m "srekit.$1" "${@:2}"; }
+# The Python steps live in tools/srekit/metrics_check.py (run through lib.sh's srekit).
 
 SCRAPES="${SCRAPES:-200}"
 BIN=$(release_binary)

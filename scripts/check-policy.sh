@@ -24,14 +24,7 @@ python3 -c 'import celpy, yaml' || die "cel-python or PyYAML is not importable"
 
 # ---- 1. schema ----------------------------------------------------------------------------------------------------
 say "kubernetes-validate --strict on $POLICY, Kubernetes $K8S_MIN_VERSION to the newest shipped"
-mapfile -t versions < <(python3 - "$K8S_MIN_VERSION" <<'PY'
-import sys
-from kubernetes_validate.utils import all_versions
-lo = tuple(int(x) for x in sys.argv[1].split(".")[:2])
-seen = sorted({tuple(int(x) for x in v.split(".")[:2]) for v in all_versions()})
-print("\n".join(f"{a}.{b}.0" for a, b in seen if (a, b) >= lo))
-PY
-)
+mapfile -t versions < <(srekit validators k8s-versions "$K8S_MIN_VERSION")
 [ "${#versions[@]}" -ge 1 ] || die "kubernetes-validate ships no schema version >= $K8S_MIN_VERSION"
 ndocs=$(python3 -c 'import sys, yaml; print(sum(1 for d in yaml.safe_load_all(open(sys.argv[1])) if d))' "$POLICY")
 [ "$ndocs" -eq 2 ] || die "$POLICY should hold the policy and its binding, found $ndocs documents"
@@ -57,6 +50,6 @@ krel=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s/components/drills-off\n' \
   "$krel" "$krel" >"$KWORK/kustomization.yaml"
 kubectl kustomize "$KWORK" >"$OUT/kustomize-drills-off.yaml" || die "kubectl kustomize with components/drills-off failed"
-PYTHONPATH="$ROOT/tools" python3 -m srekit.policy "$POLICY" k8s.yaml "$OUT/kustomize-root.yaml" "$OUT/kustomize-drills-off.yaml" \
+srekit policy "$POLICY" k8s.yaml "$OUT/kustomize-root.yaml" "$OUT/kustomize-drills-off.yaml" \
   || die "the admission policy does not admit the shipped Deployment or does not deny a broken one"
 say "check-policy: all checks passed"

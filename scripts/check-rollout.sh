@@ -18,8 +18,8 @@ bin=$(release_binary)
 # machine. At 1000 ms, 1,000 connections carried 5,600-7,500 per rollout here, with the bulkheads at most 2/3 full,
 # and a request routed just before the endpoint removal still ends long before the listener closes, which is the
 # property under test.
-say "rollout: unit tests of the Ingress translation and the controller arithmetic"
-PYTHONPATH=tools python3 -m unittest -q srekit.test_rollout || die "srekit.test_rollout failed"
+say "rollout: unit tests of the Ingress translation, the controller arithmetic and the load's response reader"
+PYTHONPATH=tools python3 -m unittest -q srekit.test_rollout srekit.test_http1 || die "srekit.test_rollout or srekit.test_http1 failed"
 say "rollout: the drill ($(nginx -v 2>&1))"
 # The drill cleans up after itself on every exit it sees. Should it be killed outright, its replicas and nginx master
 # die with it (PDEATHSIG), and this trap takes the rest by id: the nginx process group it recorded, the cgroups named

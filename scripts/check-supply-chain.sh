@@ -38,13 +38,7 @@ git_snapshot() { (cd "$1" && git init -q && git add -A && git commit -q --allow-
 
 # deny_config DB_ROOT OUT: deny.toml with [advisories] db-path pointed at DB_ROOT.
 deny_config() {
-  python3 - "$ROOT/deny.toml" "$1" "$2" <<'EOF'
-import sys
-src, db, out = sys.argv[1:]
-text = open(src).read()
-assert text.count("\n[advisories]\n") == 1, "deny.toml must have one [advisories] table"
-open(out, "w").write(text.replace("\n[advisories]\n", f'\n[advisories]\ndb-path = "{db}"\n', 1))
-EOF
+  srekit supply_chain deny-config "$ROOT/deny.toml" "$1" "$2"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -99,13 +93,7 @@ neg_crate() { # neg_crate DIR NAME VERSION LICENSE [build]: a local crate
   if [ "${5:-}" = build ]; then printf 'fn main() {}\n' >"$1/build.rs"; fi
 }
 neg_add_dep() { # neg_add_dep PROJECT LINE: append LINE to [dependencies]
-  python3 - "$1/Cargo.toml" "$2" <<'EOF'
-import sys
-p, line = sys.argv[1:]
-t = open(p).read()
-assert "\n[dependencies]\n" in t
-open(p, "w").write(t.replace("\n[dependencies]\n", "\n[dependencies]\n" + line + "\n", 1))
-EOF
+  srekit supply_chain add-dep "$1/Cargo.toml" "$2"
 }
 neg_advisory() { # neg_advisory DBREPO ID CRATE KIND(vuln|unmaintained|unsound)
   local d="$1/crates/$3"
@@ -195,17 +183,7 @@ step_negative() {
 
   # Another registry: the real metadata with libc's source switched to a foreign index.
   cargo metadata --format-version 1 --locked --offline --manifest-path "$N/base/Cargo.toml" >"$N/foreign.json"
-  python3 - "$N/foreign.json" <<'EOF'
-import json, sys
-p = sys.argv[1]
-m = json.load(open(p))
-n = 0
-for pkg in m["packages"]:
-    if pkg["name"] == "libc":
-        pkg["source"] = "registry+https://registry.example.invalid/index"; n += 1
-assert n == 1, n
-json.dump(m, open(p, "w"))
-EOF
+  srekit supply_chain foreign-registry "$N/foreign.json"
   local rc=0
   cargo deny --offline --color never --config "$N/deny.toml" --metadata-path "$N/foreign.json" \
     --manifest-path "$N/base/Cargo.toml" check sources >"$WORK/neg-registry.log" 2>&1 || rc=$?

@@ -8,40 +8,13 @@
 cd "$ROOT"
 set +e
 
-unsafe_is_confined() {
-  # unsafe is denied crate-wide; src/sys.rs is the one module that opts out, and each block there is argued.
-  local outside
-  outside=$(grep -rnE '\bunsafe\b' src --include='*.rs' | grep -v '^src/sys.rs:' | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
-  [ -z "$outside" ] || { echo "unsafe outside src/sys.rs:"; echo "$outside"; return 1; }
-  local blocks safety
-  blocks=$(grep -cE 'unsafe \{' src/sys.rs)
-  safety=$(grep -cE '// SAFETY:' src/sys.rs)
-  echo "src/sys.rs: $blocks unsafe blocks, $safety SAFETY comments"
-  [ "$blocks" -ge 1 ] && [ "$blocks" -eq "$safety" ] || { echo "every unsafe block needs its own SAFETY comment"; return 1; }
-  grep -q 'unsafe_code = "deny"' Cargo.toml || { echo "Cargo.toml must deny unsafe_code crate-wide"; return 1; }
-  # The documents that count the blocks must say the number the code has.
-  local words=(zero one two three four five six seven eight nine ten eleven twelve)
-  grep -q "holds ${words[$blocks]:-$blocks} small calls into \`libc\`" README.md \
-    || { echo "README.md's unsafe section does not say it holds ${words[$blocks]:-$blocks} calls"; return 1; }
-  grep -q "makes \*\*$blocks\*\* \`unsafe\` calls" docs/adoption.md \
-    || { echo "docs/adoption.md's design card does not count $blocks unsafe calls"; return 1; }
-}
-
-runtime_tree_is_the_budget() {
-  local crates
-  crates=$(cargo tree --locked -e normal --prefix none --target x86_64-unknown-linux-gnu | sed 's/ (\*)$//; s/ (.*)$//' | awk '{print $1}' | sort -u)
-  echo "$crates"
-  [ "$(echo "$crates" | tr '\n' ' ')" = "errno libc signal-hook signal-hook-registry sre-mini " ] || {
-    echo "the runtime tree changed: a new runtime crate needs a recorded decision (the runtime tree is signal-hook and its deps only)"; return 1; }
-}
-
 steps_all=(fmt clippy unsafe tree tests metrics alerts drill pod rollout k8s policy container arm64 supply-chain fuzz)
 run_step() {
   case "$1" in
     fmt) cargo fmt --all -- --check ;;
     clippy) cargo clippy --locked --all-targets -- -D warnings ;;
-    unsafe) unsafe_is_confined ;;
-    tree) runtime_tree_is_the_budget ;;
+    unsafe) bash scripts/check-source.sh unsafe ;;
+    tree) bash scripts/check-source.sh tree ;;
     # The release build is what ships; the resilience drills measure it, not a debug build.
     tests) cargo test --locked --release ;;
     metrics) bash scripts/check-metrics.sh ;;

@@ -249,22 +249,7 @@ chmod 1777 "$WORK/layout/tmp"
 chmod 0700 "$WORK/layout/home/nonroot"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$WORK/layout/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' >"$WORK/layout/etc/group"
-cfg=$(python3 - "$WORK/dockerfile.json" <<'EOF'
-import json, shlex, sys
-c = json.load(open(sys.argv[1]))
-hc = c["healthcheck"]
-args = ["--user", c["user"], "--entrypoint", json.dumps(c["entrypoint"]), "--cmd", ""]
-args += ["--healthcheck", "CMD " + " ".join(shlex.quote(a) for a in hc["cmd"])]
-for opt in ("interval", "timeout", "start-period", "retries"):
-    if opt in hc["options"]:
-        args += [f"--healthcheck-{opt}", hc["options"][opt]]
-for p in c["expose"]:
-    args += ["--port", p if "/" in p else p + "/tcp"]
-for k, v in c["labels"].items():
-    args += ["--label", f"{k}={v}"]
-print("\n".join(args))
-EOF
-) || die "cannot derive the image config"
+cfg=$(python3 "$PY" buildah-config "$WORK/dockerfile.json") || die "cannot derive the image config"
 mapfile -t cfg_args <<<"$cfg"
 ctr=$("${BUILDAH[@]}" from --name "sre-mini-contract-$$" scratch) || die "buildah from scratch failed"
 "${BUILDAH[@]}" copy --quiet "$ctr" "$WORK/layout/" / >/dev/null || die "buildah copy (layout) failed"

@@ -61,6 +61,9 @@ need_target() {
 # need_musl: the static target for release and container checks.
 need_musl() { need_target x86_64-unknown-linux-musl; }
 
+# srekit MODULE ARGS...: run a module of the Python test kit in tools/srekit (from any working directory).
+srekit() { PYTHONPATH="$ROOT/tools" python3 -m "srekit.$1" "${@:2}"; }
+
 # free_port: an unused TCP port on 127.0.0.1 (racy by nature; tests prefer PORT=0 and read the startup line).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 

@@ -40,15 +40,7 @@ generate() { # generate SRCDIR OUTFILE
   local dir=$1 out=$2
   (cd "$dir" && cargo cyclonedx --format json --spec-version 1.5 --no-build-deps --target "$TARGET" \
     --override-filename sre-mini.cdx -q) || die "cargo cyclonedx failed in $dir"
-  python3 - "$dir" "$dir/sre-mini.cdx.json" "$out" <<'EOF'
-import sys
-src, raw, out = sys.argv[1:]
-text = open(raw).read()
-n = text.count("path+file://" + src)
-if n == 0:
-    sys.exit(f"expected the source path {src} in the root bom-ref; cargo-cyclonedx's output format changed")
-open(out, "w").write(text.replace("path+file://" + src, "path+file:///build/sre-mini"))
-EOF
+  srekit supply_chain sbom-path "$dir" "$dir/sre-mini.cdx.json" "$out"
   rm -f "$dir/sre-mini.cdx.json"
 }
 

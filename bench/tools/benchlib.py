@@ -11,8 +11,12 @@ Subcommands (each prints one JSON object on stdout, except `report`):
   hold-idle PORT N HOLD_S READY_FILE   open N keep-alive connections, one answered GET /healthz on each, then
                                        hold them idle for at most HOLD_S (writes {"held", "failed"} to READY_FILE)
   report RESULTS_JSONL OUT_MD META_JSON  medians per metric, sre-mini/axum ratios, targets (PASS/MISS)
+  meta META_JSON NOTES_FILE KEY=VALUE...  write the run's description for `report`: every key of META_KEYS
+                                       (rounds, burst_n and work_max_concurrent as integers) and the notes file's
+                                       non-empty lines; prints nothing
 
-All traffic goes to 127.0.0.1; every loop is bounded in count and time.
+All traffic goes to 127.0.0.1; every loop is bounded in count and time. Responses are read with the kit's one
+reader (tools/srekit/http1.py: its head parser, and its blocking client where a whole response is read).
 """
 
 import json
@@ -24,6 +28,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from srekit.http1 import HEAD_END, Conn, parse_head  # noqa: E402  (found through the path above)
+
 HOST = "127.0.0.1"
 
 
@@ -32,24 +39,21 @@ def out(obj):
 
 
 def http_get(port, path, timeout=2.0, close=True):
-    """One request on a fresh connection; returns (status, headers_text). Raises on socket errors."""
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        req = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-        if close:
-            req += "Connection: close\r\n"
-        s.sendall((req + "\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf and len(buf) < 65536:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        head = buf.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-        m = re.match(r"HTTP/1\.[01] (\d{3})", head)
-        if not m:
-            raise ConnectionError(f"bad response head: {head[:80]!r}")
-        return int(m.group(1)), head
+    """One request on a fresh connection; returns (status, Response). Raises OSError on socket errors, and
+    ConnectionError when no response or a malformed one comes back."""
+    req = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+    if close:
+        req += "Connection: close\r\n"
+    # 4096-byte reads, as the latency samples have always taken: the answers are small.
+    with Conn(port, HOST, timeout=timeout, nodelay=True, recv_size=4096) as c:
+        c.send((req + "\r\n").encode())
+        try:
+            r = c.response()
+        except ValueError as e:
+            raise ConnectionError(f"bad response head: {e}") from None
+    if r is None:
+        raise ConnectionError("connection closed before a response head")
+    return r.status, r
 
 
 def percentile(values, p):
@@ -187,12 +191,15 @@ def burst(port, n, timeout_s):
                         chunk = None
                     if chunk:
                         c["buf"] += chunk
-                        if b"\r\n\r\n" not in c["buf"] and len(c["buf"]) < 65536:
+                        if HEAD_END not in c["buf"] and len(c["buf"]) < 65536:
                             continue
-                        text = c["buf"].split(b"\r\n\r\n", 1)[0].decode("latin-1")
-                        m = re.match(r"HTTP/1\.[01] (\d{3})", text)
-                        results.append((int(m.group(1)) if m else 0, now - c["t_sent"],
-                                        re.search(r"(?im)^retry-after:", text) is not None, None))
+                        # Only the head is timed and read; a malformed one counts as another status (0).
+                        try:
+                            r = parse_head(c["buf"].split(HEAD_END, 1)[0])
+                            status, retry_after = r.status, r.header("retry-after") is not None
+                        except ValueError:
+                            status, retry_after = 0, False
+                        results.append((status, now - c["t_sent"], retry_after, None))
                     elif chunk == b"":
                         results.append((0, now - c["t_sent"], False, "eof"))
                 ep.unregister(fd)
@@ -298,25 +305,20 @@ def cmd_hold_idle(port, n, hold_s, ready_file):
         group = []
         for _ in range(want):
             try:
-                s = socket.create_connection((HOST, port), timeout=10)
-                s.sendall(req)
-                group.append(s)
+                c = Conn(port, HOST, timeout=10, recv_size=4096)
+                c.send(req)
+                group.append(c)
             except OSError:
                 failed += 1
-        for s in group:
+        for c in group:
             try:
-                buf = b""
-                while b"\r\n\r\n" not in buf and len(buf) < 65536:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        raise ConnectionError("closed before answering")
-                    buf += chunk
-                if not buf.startswith(b"HTTP/1.1 200"):
-                    raise ConnectionError(buf[:40])
-                held.append(s)
-            except OSError:
+                r = c.response()
+                if r is None or r.status != 200 or r.version != "HTTP/1.1":
+                    raise ConnectionError(f"no HTTP/1.1 200: {r and (r.version, r.status)}")
+                held.append(c)
+            except (OSError, ValueError):
                 failed += 1
-                s.close()
+                c.close()
     with open(ready_file + ".tmp", "w", encoding="utf-8") as f:
         json.dump({"held": len(held), "failed": failed}, f)
     os.replace(ready_file + ".tmp", ready_file)
@@ -493,9 +495,36 @@ def cmd_report(results_path, out_md, meta_path):
     return 0
 
 
+# ---------------------------------------------------------------- meta
+# What `report` reads from meta.json, in the order it is written; the integers are counts, the rest text.
+META_KEYS = ("rounds", "burst_n", "work_max_concurrent", "date", "nproc", "cpu", "kernel", "rustc", "wrk",
+             "sre_rev", "base_rev")
+META_INTS = ("rounds", "burst_n", "work_max_concurrent")
+
+
+def cmd_meta(meta_path, notes_path, *fields):
+    given = {}
+    for f in fields:
+        key, sep, value = f.partition("=")
+        if not sep or key not in META_KEYS or key in given:
+            sys.exit(f"meta: {f!r} is not KEY=VALUE with a new KEY from {', '.join(META_KEYS)}")
+        given[key] = int(value) if key in META_INTS else value
+    missing = [k for k in META_KEYS if k not in given]
+    if missing:
+        sys.exit(f"meta: missing {', '.join(missing)}")
+    with open(notes_path, encoding="utf-8") as f:
+        notes = [line.strip() for line in f if line.strip()]
+    meta = {k: given[k] for k in META_KEYS}
+    meta["notes"] = notes
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    return 0
+
+
 COMMANDS = {
     "wait-ready": cmd_wait_ready, "wrk": cmd_wrk, "sample": cmd_sample, "burst": cmd_burst,
     "startup": cmd_startup, "status": cmd_status, "report": cmd_report, "hold-idle": cmd_hold_idle,
+    "meta": cmd_meta,
 }
 
 if __name__ == "__main__":

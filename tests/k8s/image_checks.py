@@ -7,6 +7,9 @@
                            an allow-list: `*` first, then only `!path` lines).
   elf BINARY               fail unless BINARY is a static ELF: no PT_INTERP (no dynamic loader), no DT_NEEDED;
                            and it carries cargo-auditable's dependency list (section .dep-v0).
+  buildah-config DOCKERFILE_JSON
+                           print the `buildah config` arguments (user, entrypoint, no cmd, healthcheck, ports, labels)
+                           for the config `dockerfile` printed, one a line, so the image carries the Dockerfile's values.
   image INSPECT_JSON DOCKERFILE_JSON
                            check `buildah inspect --type image` output: user 65532:65532, exec-form entrypoint,
                            the probe healthcheck, the labels; all equal to the Dockerfile's.
@@ -106,6 +109,22 @@ def elf_static(path):
     print(f"  ELF: no PT_INTERP, no DT_NEEDED ({'static-pie' if dynamic else 'static'}); .dep-v0 dependency list present")
 
 
+def buildah_config_args(dockerfile_json):
+    with open(dockerfile_json, encoding="utf-8") as f:
+        c = json.load(f)
+    hc = c["healthcheck"]
+    args = ["--user", c["user"], "--entrypoint", json.dumps(c["entrypoint"]), "--cmd", ""]
+    args += ["--healthcheck", "CMD " + " ".join(shlex.quote(a) for a in hc["cmd"])]
+    for opt in ("interval", "timeout", "start-period", "retries"):
+        if opt in hc["options"]:
+            args += [f"--healthcheck-{opt}", hc["options"][opt]]
+    for p in c["expose"]:
+        args += ["--port", p if "/" in p else p + "/tcp"]
+    for k, v in c["labels"].items():
+        args += ["--label", f"{k}={v}"]
+    return args
+
+
 def check_image(inspect_path, expected_path):
     with open(inspect_path, encoding="utf-8") as f:
         img = json.load(f)
@@ -148,6 +167,8 @@ def main(argv):
         print("\n".join(dockerignore()))
     elif cmd == "elf":
         elf_static(argv[2])
+    elif cmd == "buildah-config":
+        print("\n".join(buildah_config_args(argv[2])))
     elif cmd == "image":
         return check_image(argv[2], argv[3])
     else:

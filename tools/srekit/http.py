@@ -1,7 +1,7 @@
 """A small asyncio HTTP/1.1 client for drills: many concurrent requests from one thread, each result classified.
 
-It reads exactly what sre-mini sends (a status line, fields, a Content-Length body) and treats anything else, a
-reset, an early EOF or a timeout, as a failure with its reason.
+Responses are read by srekit.http1's reader (the one the raw client and the keep-alive load use too); a reset, an
+early EOF, a malformed response or a timeout is a failure with its reason.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 import email.utils
 import time
 
-from .http1 import parse_head
+from .http1 import read_response_async
 
 
 @dataclasses.dataclass
@@ -33,13 +33,6 @@ class Result:
             return email.utils.parsedate_to_datetime(v) is not None
         except (TypeError, ValueError):
             return False
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = parse_head((await reader.readuntil(b"\r\n\r\n"))[:-4])
-    headers = {k.lower(): v for k, v in head.headers}
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return head.status, headers, body
 
 
 class Connection:
@@ -66,10 +59,11 @@ class Connection:
             await self._ensure(timeout_s)
             self.writer.write(f"GET {path} HTTP/1.1\r\nHost: drill\r\n\r\n".encode())
             await self.writer.drain()
-            status, headers, _ = await asyncio.wait_for(_read_response(self.reader), timeout_s)
-            if headers.get("connection", "").lower() == "close":
+            r = await asyncio.wait_for(read_response_async(self.reader), timeout_s)
+            headers = {k.lower(): v for k, v in r.headers}
+            if r.closes or r.eof_delimited:  # nothing more can come on this connection
                 self.close()
-            return Result(status, time.monotonic() - t0, headers)
+            return Result(r.status, time.monotonic() - t0, headers)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
             self.close()
             return Result(0, time.monotonic() - t0, {}, f"{type(e).__name__}: {e}")

@@ -26,6 +26,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .http1 import HEAD_END, read_response_async
+
 
 @dataclass
 class Record:
@@ -53,7 +55,8 @@ class _Closed(Exception):
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Reads one response; returns (status, connection_close). Raises _Closed on EOF before any byte."""
+    """Reads one response; returns (status, connection_close). Raises _Closed on EOF before any byte, and
+    ConnectionError on EOF later in the head; the framing after the head is srekit.http1's."""
     try:
         first = await reader.read(1)
     except ConnectionResetError:
@@ -61,34 +64,11 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     if not first:
         raise _Closed()
     try:
-        head = first + await reader.readuntil(b"\r\n\r\n")
+        head = first + await reader.readuntil(HEAD_END)
     except asyncio.IncompleteReadError:
         raise ConnectionError("eof in response head") from None
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise ValueError(f"bad status line {lines[0]!r}")
-    status = int(parts[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if ":" in line:
-            k, v = line.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
-    close = headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0"
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0].strip(), 16)
-            if size == 0:
-                await reader.readuntil(b"\r\n")  # no trailers expected: the final CRLF
-                break
-            await reader.readexactly(size + 2)
-    elif "content-length" in headers:
-        await reader.readexactly(int(headers["content-length"]))
-    elif status not in (204, 304) and not 100 <= status < 200:
-        await reader.read()  # delimited by close
-        close = True
-    return status, close
+    r = await read_response_async(reader, raw_head=head)
+    return r.status, r.closes or r.version == "HTTP/1.0" or r.eof_delimited
 
 
 @dataclass
