@@ -221,16 +221,20 @@ impl Reader {
         }
     }
 
-    /// True when the server has closed the connection (EOF or reset) within 5 s, or sent nothing in that time;
-    /// false when a byte more arrives. Looser than [`Reader::expect_eof`]: it only tells whether the server goes
-    /// on talking.
+    /// True when the server closes the connection (EOF or reset) within 5 s; false when a byte more arrives or
+    /// the connection is merely silent that long, since a server that forgets to close also stays silent.
+    /// Looser than [`Reader::expect_eof`] only in accepting a reset.
     pub fn is_closed(&mut self) -> bool {
         if !self.buffered().is_empty() {
             return false;
         }
         self.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        }
     }
 
     /// Everything until EOF: what is buffered, then the rest of the stream.
