@@ -279,8 +279,8 @@ def static_checks(docs):
 
     # Resources.
     res = c.get("resources", {})
-    ok(res.get("requests") == {"cpu": "40m", "memory": "128Mi"} and res.get("limits") == {"cpu": "500m", "memory": "256Mi"},
-       "resources are not requests 40m/128Mi, limits 500m/256Mi")
+    ok(res.get("requests") == {"cpu": "10m", "memory": "128Mi"} and res.get("limits") == {"cpu": "500m", "memory": "256Mi"},
+       "resources are not requests 10m/128Mi, limits 500m/256Mi")
 
     # Security context: Pod Security Standards "restricted", plus read-only root, no privilege escalation, no capabilities.
     psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
