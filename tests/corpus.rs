@@ -20,6 +20,10 @@ use format::{Case, Expected, decode_raw};
 
 const MIN_CASES: usize = 60;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The configuration every case runs under, on the live server and in the machine alone (tests/corpus/README.md):
+/// short header and body timeouts so the timeout cases end quickly, a short /work; every limit at its default.
+const CORPUS_ENV: [(&str, &str); 3] =
+    [("HEADER_TIMEOUT_MS", "1000"), ("BODY_TIMEOUT_MS", "1000"), ("WORK_DELAY_MS", "100")];
 
 fn load_corpus() -> Vec<Case> {
     format::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus"))
@@ -108,12 +112,9 @@ fn corpus_against_one_server_with_two_workers() {
 fn corpus_against_a_server_with_workers(workers: &str) {
     let cases = load_corpus();
     assert!(cases.len() >= MIN_CASES);
-    let server = Server::start(&[
-        ("HEADER_TIMEOUT_MS", "1000"),
-        ("BODY_TIMEOUT_MS", "1000"),
-        ("WORK_DELAY_MS", "100"),
-        ("WORKERS", workers),
-    ]);
+    let mut env = CORPUS_ENV.to_vec();
+    env.push(("WORKERS", workers));
+    let server = Server::start(&env);
     eprintln!("corpus: {} cases from tests/corpus/*.txt against {BIN} with WORKERS={workers}", cases.len());
     let started = Instant::now();
     let mut failures = Vec::new();
@@ -193,8 +194,7 @@ fn answers(out: &[u8], expect: &[Expected]) -> Result<Vec<Response>, String> {
 fn run_case_in_machine(case: &Case) -> Result<Vec<u16>, String> {
     use sre_mini::conn::{Conn, Effect, Env, Settings, WorkResult};
     use std::sync::atomic::AtomicI64;
-    let vars = [("HEADER_TIMEOUT_MS", "1000"), ("BODY_TIMEOUT_MS", "1000"), ("WORK_DELAY_MS", "100")];
-    let lookup = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+    let lookup = |k: &str| CORPUS_ENV.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
     let config = sre_mini::config::Config::from_lookup(lookup).unwrap();
     let settings = Settings::new(&config);
     let app = sre_mini::App::new(config);
