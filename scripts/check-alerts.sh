@@ -81,7 +81,7 @@ python3 alerts/check-rules.py testlabels k8s.yaml alerts/tests
 
 say "alerts: Alertmanager routing (AlertmanagerConfig and alertmanager.yml)"
 yamllint --strict -c .yamllint.yaml alerts/alertmanager/ || die "yamllint found problems in alerts/alertmanager/"
-PYTHONPATH=tools python3 -m srekit.amconfig render alerts/alertmanager/alertmanagerconfig.yaml >"$tmp/alertmanager.yml"
+srekit amconfig render alerts/alertmanager/alertmanagerconfig.yaml >"$tmp/alertmanager.yml"
 cmp -s "$tmp/alertmanager.yml" alerts/alertmanager/alertmanager.yml \
   || die "alerts/alertmanager/alertmanager.yml differs from its AlertmanagerConfig's translation: run PYTHONPATH=tools python3 -m srekit.amconfig render alerts/alertmanager/alertmanagerconfig.yaml > alerts/alertmanager/alertmanager.yml"
 echo "alertmanager.yml is the translation of alertmanagerconfig.yaml"
@@ -89,13 +89,13 @@ amtool check-config alerts/alertmanager/alertmanager.yml || die "amtool check-co
 python3 alerts/check-rules.py routes alerts/alerts.yaml alerts/alertmanager/alertmanager.yml
 
 say "alerts: the Grafana dashboard is its generator's output"
-PYTHONPATH=tools python3 -m srekit.dashboard render | cmp -s - alerts/dashboard/sre-mini-slo.json \
+srekit dashboard render | cmp -s - alerts/dashboard/sre-mini-slo.json \
   || die "alerts/dashboard/sre-mini-slo.json differs from its generator: run PYTHONPATH=tools python3 -m srekit.dashboard render > alerts/dashboard/sre-mini-slo.json"
 echo "sre-mini-slo.json matches tools/srekit/dashboard.py (its queries run against the drill's Prometheus)"
 
 say "alerts: every kubectl command in runbooks/ and docs/ passes kubectl's own parser (offline)"
 need_apt kubectl kubernetes-client   # Debian's kubectl package
-PYTHONPATH=tools python3 -m srekit.doccheck kubectl . || die "runbook or doc commands that kubectl rejects (above)"
+srekit doccheck kubectl . || die "runbook or doc commands that kubectl rejects (above)"
 
 say "alerts: metric names against the live binary"
 bin=$(release_binary)

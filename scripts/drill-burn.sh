@@ -105,7 +105,7 @@ hook="http://127.0.0.1:$hook_port"
 # Alertmanager: the shipped routing (alerts/alertmanager/alertmanagerconfig.yaml, translated as the operator does),
 # instantiated for both namespaces, receivers pointed at the loopback webhook, timers shortened for the drill.
 GROUP_WAIT=2s; GROUP_INTERVAL=10s
-PYTHONPATH=tools python3 -m srekit.amconfig render alerts/alertmanager/alertmanagerconfig.yaml \
+srekit amconfig render alerts/alertmanager/alertmanagerconfig.yaml \
   --namespace "$PROD_NS" --namespace "$STAGING_NS" --url "page=$hook/page" --url "ticket=$hook/ticket" \
   --url "info=$hook/info" --group-wait "$GROUP_WAIT" --group-interval "$GROUP_INTERVAL" >"$tmp/alertmanager.yml"
 amtool check-config "$tmp/alertmanager.yml" >/dev/null || die "amtool check-config rejected the drill's alertmanager.yml"
@@ -119,7 +119,7 @@ python3 alerts/extract-rules.py alerts/alerts.yaml "$tmp/rules.yaml" || die "can
 promtool check rules "$tmp/rules.yaml" >/dev/null || die "promtool check rules failed; run scripts/check-alerts.sh"
 # The sre-mini job is what prometheus-operator generates from k8s.yaml's ServiceMonitor (tools/srekit/scrape.py),
 # intervals shortened to 1 s; kube-state-metrics is scraped as kube-prometheus-stack does (honor_labels).
-PYTHONPATH=tools python3 -m srekit.scrape config --manifest k8s.yaml --interval 1s --timeout 1s \
+srekit scrape config --manifest k8s.yaml --interval 1s --timeout 1s \
   --target "$PROD_NS=127.0.0.1:$port" --target "$STAGING_NS=127.0.0.1:$staging_port" >"$tmp/scrape.yml"
 {
   printf 'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n'

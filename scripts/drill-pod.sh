@@ -12,5 +12,5 @@ python3 -c 'import yaml' 2>/dev/null || die "python3 cannot import yaml after in
 say "pod harness: table tests (quantities, the manifest, cgroup v1 and v2 writes on a fake cgroupfs)"
 PYTHONPATH=tools python3 -m unittest srekit.test_pod
 BIN=$(release_binary)
-PYTHONPATH=tools SRE_MINI_BIN="$BIN" python3 -m srekit.pod check
+SRE_MINI_BIN="$BIN" srekit pod check
 PYTHONPATH=tools SRE_MINI_BIN="$BIN" timeout 900 python3 -m srekit.pod_drills "$@"
