@@ -15,11 +15,28 @@ _apt_updated=""
 need_apt() {
   local cmd=$1 pkg=$2
   command -v "$cmd" >/dev/null 2>&1 && return 0
-  command -v apt-get >/dev/null 2>&1 || die "$cmd is missing and apt-get is not available to install $pkg"
-  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  if [ -z "$_apt_updated" ]; then $sudo apt-get update -qq >&2; _apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >&2
+  _apt_install "$pkg"
   command -v "$cmd" >/dev/null 2>&1 || die "installed $pkg but $cmd is still missing"
+}
+
+# _apt_install PKG[=VERSION]...: apt-get install, after one update per run. Waits for another apt to finish.
+_apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "apt-get is not available to install $*"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ -z "$_apt_updated" ]; then $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq >&2; _apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --allow-downgrades "$@" >&2 \
+    || die "apt-get install $* failed (apt-cache policy PKG shows what this Debian offers; update the pin)"
+}
+
+# need_apt_pinned PKG=VERSION...: exactly these Debian package versions, installed when another (or none) is.
+need_apt_pinned() {
+  local want=() spec pkg have
+  for spec in "$@"; do
+    pkg=${spec%%=*}
+    have=$(dpkg-query -W -f='${db:Status-Status}=${Version}' "$pkg" 2>/dev/null || true)
+    [ "$have" = "installed=${spec#*=}" ] || want+=("$spec")
+  done
+  [ ${#want[@]} -eq 0 ] || _apt_install "${want[@]}"
 }
 
 # need_pip CMD PKG[==VERSION]: make sure command CMD exists, installing PyPI package PKG when it does not.
