@@ -69,14 +69,14 @@ class Connection:
             return Result(0, time.monotonic() - t0, {}, f"{type(e).__name__}: {e}")
 
 
-async def get_once(port: int, path: str, timeout_s: float = 30.0) -> Result:
-    c = Connection(port)
+async def get_once(port: int, path: str, timeout_s: float = 30.0, addr: str = "127.0.0.1") -> Result:
+    c = Connection(port, addr)
     try:
         return await c.get(path, timeout_s)
     finally:
         c.close()
 
 
-async def burst(port: int, path: str, n: int, timeout_s: float = 60.0) -> list[Result]:
+async def burst(port: int, path: str, n: int, timeout_s: float = 60.0, addr: str = "127.0.0.1") -> list[Result]:
     """n requests at once, each on its own fresh connection."""
-    return await asyncio.gather(*(get_once(port, path, timeout_s) for _ in range(n)))
+    return await asyncio.gather(*(get_once(port, path, timeout_s, addr) for _ in range(n)))

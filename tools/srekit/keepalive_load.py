@@ -1,4 +1,4 @@
-"""A steady keep-alive HTTP/1.1 load on 127.0.0.1 that records every request and every failure.
+"""A steady keep-alive HTTP/1.1 load that records every request and every failure.
 
 N persistent connections, each sending one GET after another, started evenly over one `stagger` so the request
 rate is steady. Every request is recorded with its start and end time and its outcome: `ok` (2xx), `status:<code>`,
@@ -21,6 +21,7 @@ import ctypes
 import multiprocessing
 import queue
 import signal
+import ssl
 import threading
 import time
 from collections import Counter
@@ -73,7 +74,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 @dataclass
 class Load:
-    """Keep-alive load against http://127.0.0.1:<port><path> with the given Host header, in this process."""
+    """Keep-alive load against <addr>:<port><path> with the given Host header, in this process; over TLS when `ca`
+    names the CA file that signed the server's certificate for `host` (the name it is verified against)."""
 
     port: int
     path: str
@@ -82,6 +84,8 @@ class Load:
     timeout: float  # per request, from sending to the end of the body
     stagger: float  # the connections start evenly over this many seconds
     tag: str = ""  # prefix of every X-Drill-Id this load sends
+    addr: str = "127.0.0.1"
+    ca: str | None = None
     done: object = None  # optional shared counter (multiprocessing.Value) of requests recorded, read while running
     records: list[Record] = field(default_factory=list)
     reopens: list[tuple[float, str]] = field(default_factory=list)  # (when, X-Drill-Id of the attempt)
@@ -122,6 +126,9 @@ class Load:
             self._error = e
 
     async def _main(self) -> None:
+        self._tls = None
+        if self.ca is not None:
+            self._tls = ssl.create_default_context(cafile=self.ca)
         await asyncio.gather(*(self._conn(i) for i in range(self.connections)))
 
     async def _conn(self, i: int) -> None:
@@ -141,7 +148,9 @@ class Load:
                 if writer is None:
                     try:
                         async with asyncio.timeout(self.timeout):
-                            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                            reader, writer = await asyncio.open_connection(
+                                self.addr, self.port, ssl=self._tls,
+                                server_hostname=self.host if self._tls else None)
                     except asyncio.TimeoutError:
                         outcome = "connect:timeout"
                         break
@@ -176,6 +185,8 @@ class Load:
                     break
                 except asyncio.TimeoutError:
                     outcome = "timeout"
+                except ssl.SSLError as e:
+                    outcome = "tls:" + type(e).__name__
                 except (ConnectionError, OSError, asyncio.IncompleteReadError):
                     outcome = "reset"
                 except (ValueError, asyncio.LimitOverrunError) as e:
@@ -209,7 +220,7 @@ class ProcessLoad:
     every process share one clock."""
 
     def __init__(self, port: int, path: str, host: str, connections: int, timeout: float, stagger: float,
-                 tag: str, processes: int, max_seconds: float):
+                 tag: str, processes: int, max_seconds: float, addr: str = "127.0.0.1", ca: str | None = None):
         self.tag = tag
         self.timeout = timeout
         self.records: list[Record] = []
@@ -222,7 +233,7 @@ class ProcessLoad:
         self._procs = [
             ctx.Process(target=_child, name=f"load-{k}", daemon=True,
                         args=(dict(port=port, path=path, host=host, connections=n, timeout=timeout,
-                                   stagger=stagger, tag=f"{tag}{k}-"), done, self._stop, self._results,
+                                   stagger=stagger, tag=f"{tag}{k}-", addr=addr, ca=ca), done, self._stop, self._results,
                               max_seconds))
             for k, (n, done) in enumerate(zip([n for n in share if n], self._done))
         ]
