@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the cluster's programs from their Go modules, pinned by the go.mod and go.sum under cluster/build/, and
 # installs the node's pinned Debian packages. Idempotent: each module's binaries are cached outside the checkout
-# under a key of its go.mod, go.sum, the Go version and this script, so a second run builds nothing.
+# under a key of its go.mod, go.sum, the Go version and its link flags, so a second run builds nothing.
 #   bash cluster/build.sh              # every module under cluster/build/
 #   bash cluster/build.sh kubernetes   # one
 # A module that does not build fails the run with the compiler's message; nothing is skipped.
@@ -24,6 +24,7 @@ ldflags() {
       done ;;
     traefik) flags+=" -X github.com/traefik/traefik/v3/pkg/version.Version=$(mod_version github.com/traefik/traefik/v3)" ;;
     registry) flags+=" -X github.com/distribution/distribution/v3/version.version=$(mod_version github.com/distribution/distribution/v3)" ;;
+    prometheus-operator) flags+=" -X github.com/prometheus/common/version.Version=$(mod_version github.com/prometheus-operator/prometheus-operator | tr -d v)" ;;
   esac
   echo "$flags"
 }
@@ -33,7 +34,7 @@ build_module() {
   local name=$1 dir="$CLUSTER_DIR/build/$1"
   [ -f "$dir/go.mod" ] || die "no module $dir/go.mod"
   local key out
-  key=$(cat "$dir/go.mod" "$dir/go.sum" "$0" | { cat; go version; } | sha256sum | cut -c1-16)
+  key=$(cd "$dir" && { cat go.mod go.sum; go version; ldflags "$name"; } | sha256sum | cut -c1-16)
   out="$KUBE_CACHE/$name-$key"
   # One build of a module at a time, whichever checkout asks: a second one waits, then finds it cached.
   mkdir -p "$KUBE_CACHE"

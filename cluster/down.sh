@@ -14,25 +14,37 @@
 set +e
 [ "$(id -u)" -eq 0 ] || die "cluster/down.sh must run as root"
 
-# stop_pid NAME PID: SIGTERM to its session, 10 s, then SIGKILL.
-stop_pid() {
-  local name=$1 pid=$2 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-    echo "$name (pid $pid) killed after 10 s"
-  else
-    echo "$name (pid $pid) stopped"
-  fi
+# stop NAME...: SIGTERM to each recorded component's session at once, up to 10 s for all, then SIGKILL to the rest.
+stop() {
+  local name pid i live
+  declare -A pids=()
+  for name in "$@"; do
+    [ -f "$KUBE_RUN/pids/$name" ] && pids[$name]=$(cat "$KUBE_RUN/pids/$name")
+  done
+  for name in "${!pids[@]}"; do
+    kill -TERM -- "-${pids[$name]}" 2>/dev/null || kill -TERM "${pids[$name]}" 2>/dev/null
+  done
+  for i in $(seq 1 100); do
+    live=0
+    for name in "${!pids[@]}"; do kill -0 "${pids[$name]}" 2>/dev/null && live=1; done
+    [ $live -eq 0 ] && break
+    sleep 0.1
+  done
+  for name in "${!pids[@]}"; do
+    if kill -0 "${pids[$name]}" 2>/dev/null; then
+      kill -KILL -- "-${pids[$name]}" 2>/dev/null || kill -KILL "${pids[$name]}" 2>/dev/null
+      echo "$name (pid ${pids[$name]}) killed after 10 s"
+    else
+      echo "$name (pid ${pids[$name]}) stopped"
+    fi
+  done
 }
 
-# The kubelet first, so that nothing restarts a container; then the rest of the control plane.
-for name in kubelet kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd registry; do
-  f="$KUBE_RUN/pids/$name"
-  [ -f "$f" ] && stop_pid "$name" "$(cat "$f")"
-done
+# The kubelet first, so that nothing restarts a container; then the rest of the control plane together.
+stop kubelet
+stop kube-proxy kube-scheduler kube-controller-manager kube-apiserver registry
+# etcd last: the API server's shutdown still writes to it (its lease and endpoint).
+stop etcd
 
 # Every process in the pods' cgroups (containers and sandboxes), until none is left.
 procs_in_cgroups() { cgroup_dirs | while read -r d; do [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null; done | sort -u; }
@@ -42,9 +54,11 @@ for _ in $(seq 1 50); do
   echo "$p" | xargs -r kill -KILL 2>/dev/null
   sleep 0.1
 done
-[ -f "$KUBE_RUN/pids/containerd" ] && stop_pid containerd "$(cat "$KUBE_RUN/pids/containerd")"
+stop containerd
 # Shims outlive containerd by design (they re-parent to init); they are ours when they name our socket.
-for pid in $(pgrep -f "containerd-shim.*-address $CONTAINERD_SOCK"); do stop_pid containerd-shim "$pid"; done
+for pid in $(pgrep -f "containerd-shim.*-address $CONTAINERD_SOCK"); do
+  kill -KILL "$pid" 2>/dev/null && echo "containerd-shim (pid $pid) killed"
+done
 rm -rf "$KUBE_RUN/pids"
 
 # Mounts: deepest first; a busy one is detached lazily and reported.
@@ -96,6 +110,7 @@ if [ -f "$KUBE_RUN/ip_forward.saved" ]; then
 fi
 # libcni caches each attachment's result outside containerd's directories.
 rm -f /var/lib/cni/results/sre-mini-kube-* 2>/dev/null
+rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null
 
 rm -rf "$KUBE_STATE" "$KUBE_RUN"
 
