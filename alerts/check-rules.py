@@ -3,7 +3,7 @@
 
 Subcommands (each prints what it checked and exits 1 with one "FAIL:" line per problem):
   schema     ALERTS SCHEMA                 the PrometheusRule validates against the CRD's JSON schema; kind, apiVersion,
-                                           namespace and selector labels are what the operator in `monitoring` needs
+                                           namespace (the service's own) and the labels the usual rule selectors need
   structure  ALERTS RUNBOOK                labels and annotations of every alert; every runbook_url anchor resolves to
                                            a heading of the runbook (GitHub's slug rules)
   coverage   ALERTS TESTDIR                every alerting rule has a unit test in which it fires and one in which its
@@ -115,15 +115,15 @@ def cmd_schema(alerts, schema_path):
     if obj.get("apiVersion") != "monitoring.coreos.com/v1":
         fail(f"{alerts}: apiVersion must be monitoring.coreos.com/v1, is {obj.get('apiVersion')!r}")
     meta = obj.get("metadata") or {}
-    if meta.get("namespace") != "monitoring":
-        fail(f"{alerts}: metadata.namespace must be monitoring (where the operator looks), is {meta.get('namespace')!r}")
+    if meta.get("namespace") != "sre-mini":
+        fail(f"{alerts}: metadata.namespace must be the service's own, sre-mini (a kustomize namespace override moves it), is {meta.get('namespace')!r}")
     labels = meta.get("labels") or {}
     want = {"release": "kube-prometheus-stack", "prometheus": "k8s", "role": "alert-rules"}
     for k, v in want.items():
         if labels.get(k) != v:
             fail(f"{alerts}: metadata.labels.{k} must be {v!r} for the usual rule selectors, is {labels.get(k)!r}")
     finish("schema")
-    print(f"schema: {alerts} is a valid PrometheusRule ({os.path.basename(schema_path)}), namespace monitoring, "
+    print(f"schema: {alerts} is a valid PrometheusRule ({os.path.basename(schema_path)}), namespace sre-mini, "
           f"selector labels {', '.join(f'{k}={v}' for k, v in want.items())}")
 
 

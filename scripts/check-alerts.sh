@@ -9,7 +9,7 @@
 #   6. every alert has severity, long/short (burn alerts), summary, a description with $value, and a runbook_url
 #      whose anchor is a heading of runbooks/incident.md;
 #   7. every alerting rule fires in a unit test and has a must-not-fire case; every recording rule is read;
-#   8. the unit tests' input series carry the target labels the operator's relabelling of k8s.yaml's ServiceMonitor
+#   8. the unit tests' input series carry the target labels the operator's relabelling of the kit's ServiceMonitor
 #      gives a pod (tools/srekit/scrape.py; the drill proves a real Prometheus produces them);
 #   9. alerts/alertmanager/alertmanager.yml is the operator's translation of alertmanagerconfig.yaml (regenerated
 #      and compared), `amtool check-config` accepts it, and `amtool config routes test` sends every alert to the
@@ -77,7 +77,8 @@ say "alerts: unit-test coverage"
 python3 alerts/check-rules.py coverage alerts/alerts.yaml alerts/tests
 
 say "alerts: unit-test series carry the operator's target labels"
-python3 alerts/check-rules.py testlabels k8s.yaml alerts/tests
+scraped_manifest "$tmp/scraped.yaml"
+python3 alerts/check-rules.py testlabels "$tmp/scraped.yaml" alerts/tests
 
 say "alerts: Alertmanager routing (AlertmanagerConfig and alertmanager.yml)"
 yamllint --strict -c .yamllint.yaml alerts/alertmanager/ || die "yamllint found problems in alerts/alertmanager/"

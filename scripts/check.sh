@@ -8,7 +8,7 @@
 cd "$ROOT"
 set +e
 
-steps_all=(fmt clippy unsafe tree tests metrics alerts drill pod rollout k8s policy container arm64 supply-chain fuzz)
+steps_all=(fmt clippy unsafe tree tests metrics alerts drill k8s container arm64 supply-chain cluster fuzz)
 run_step() {
   case "$1" in
     fmt) cargo fmt --all -- --check ;;
@@ -20,13 +20,11 @@ run_step() {
     metrics) bash scripts/check-metrics.sh ;;
     alerts) bash scripts/check-alerts.sh ;;
     drill) bash scripts/drill-burn.sh ;;
-    pod) bash scripts/drill-pod.sh ;;
-    rollout) bash scripts/check-rollout.sh ;;
     k8s) bash scripts/check-k8s.sh ;;
-    policy) bash scripts/check-policy.sh ;;
     container) bash scripts/container-contract.sh ;;
     arm64) bash scripts/check-arm64.sh ;;
     supply-chain) bash scripts/check-supply-chain.sh ;;
+    cluster) bash scripts/check-cluster.sh ;;
     fuzz) bash scripts/check-fuzz.sh ;;
     *) echo "unknown step $1 (steps: ${steps_all[*]})"; return 2 ;;
   esac

@@ -7,7 +7,7 @@
 #   - two copies of target/release/sre-mini (PORT=0, WORK_DELAY_MS=50): production (namespace sre-mini) and a
 #     staging copy (sre-mini-staging);
 #   - Debian's prometheus (temp storage, scrape and evaluation every 1 s) scraping them through the job
-#     prometheus-operator generates from k8s.yaml's ServiceMonitor (tools/srekit/scrape.py: same relabelling, so
+#     prometheus-operator generates from the kit's ServiceMonitor (tools/srekit/scrape.py: same relabelling, so
 #     the series carry job, namespace, service, pod, endpoint, container, instance), plus a kube-state-metrics
 #     stand-in (tools/srekit/ksm.py) whose staging Deployment reports no available pod;
 #   - Debian's prometheus-alertmanager with alerts/alertmanager/alertmanagerconfig.yaml translated as the operator
@@ -117,9 +117,10 @@ wait_ready "http://127.0.0.1:$am_port/-/ready" "$!" "$tmp/am.log" "alertmanager"
 
 python3 alerts/extract-rules.py alerts/alerts.yaml "$tmp/rules.yaml" || die "cannot extract the rules"
 promtool check rules "$tmp/rules.yaml" >/dev/null || die "promtool check rules failed; run scripts/check-alerts.sh"
-# The sre-mini job is what prometheus-operator generates from k8s.yaml's ServiceMonitor (tools/srekit/scrape.py),
+# The sre-mini job is what prometheus-operator generates from the kit's ServiceMonitor (tools/srekit/scrape.py),
 # intervals shortened to 1 s; kube-state-metrics is scraped as kube-prometheus-stack does (honor_labels).
-srekit scrape config --manifest k8s.yaml --interval 1s --timeout 1s \
+scraped_manifest "$tmp/scraped.yaml"
+srekit scrape config --manifest "$tmp/scraped.yaml" --interval 1s --timeout 1s \
   --target "$PROD_NS=127.0.0.1:$port" --target "$STAGING_NS=127.0.0.1:$staging_port" >"$tmp/scrape.yml"
 {
   printf 'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n'
@@ -142,7 +143,7 @@ python3 alerts/drill.py --mode "local (WORK_DELAY_MS=50, scrape and evaluation e
   --target "http://127.0.0.1:$port" --prom "http://127.0.0.1:$prom_port" --ratio "$RATIO" \
   --threads "${THREADS:-4}" --fire-timeout "${FIRE_TIMEOUT:-180}" --fall-timeout "${FALL_TIMEOUT:-120}" \
   --staging-target "http://127.0.0.1:$staging_port" --alertmanager "http://127.0.0.1:$am_port" --webhook "$hook" \
-  --group-wait "${GROUP_WAIT%s}" --manifest k8s.yaml --check-docs .
+  --group-wait "${GROUP_WAIT%s}" --manifest "$tmp/scraped.yaml" --check-docs .
 rc=$?
 set -e
 if [ "$rc" -ne 0 ]; then

@@ -78,6 +78,12 @@ need_target() {
 # need_musl: the static target for release and container checks.
 need_musl() { need_target x86_64-unknown-linux-musl; }
 
+# scraped_manifest DEST: the Deployment, Service and ServiceMonitor in one file, for srekit.scrape's model of the
+# operator's relabelling (it reads the Service's and the Deployment's labels and ports).
+scraped_manifest() {
+  { cat "$ROOT/deploy/base/k8s.yaml"; echo "---"; cat "$ROOT/deploy/components/monitoring/servicemonitor.yaml"; } >"$1"
+}
+
 # srekit MODULE ARGS...: run a module of the Python test kit in tools/srekit (from any working directory).
 srekit() { PYTHONPATH="$ROOT/tools" python3 -m "srekit.$1" "${@:2}"; }
 

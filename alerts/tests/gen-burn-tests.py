@@ -22,7 +22,8 @@ ALERTS = os.path.join(HERE, "..", "alerts.yaml")
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 from srekit.scrape import Model, selector  # noqa: E402  (the label sets the operator's relabelling gives a pod)
 
-POD = Model(os.path.join(HERE, "..", "..", "k8s.yaml")).target_labels("sre-mini")
+POD = Model(os.path.join(HERE, "..", "..", "deploy", "base", "k8s.yaml"),
+            os.path.join(HERE, "..", "..", "deploy", "components", "monitoring", "servicemonitor.yaml")).target_labels("sre-mini")
 # Another Service's pod in the same namespace, scraped the same way: its /work errors are not ours.
 OTHER = {**POD, "job": "other", "service": "other", "pod": "other-5d4c3b2a19-qwert", "instance": "10.244.1.99:8080"}
 DEFAULT_OUT = os.path.join(HERE, "burn.test.yaml")

@@ -1,24 +1,29 @@
 #!/usr/bin/env python3
-"""Offline checks that tie k8s.yaml to the sre-mini binary. Called by scripts/check-k8s.sh.
+"""Offline checks that tie the kit (deploy/) to the sre-mini binary. Called by scripts/check-k8s.sh.
 
 Subcommands:
-  split CORE_OUT            write the core-kind documents of k8s.yaml to CORE_OUT (for kubernetes-validate);
+  split CORE_OUT            write the core-kind documents of the manifest to CORE_OUT (for kubernetes-validate);
                             print "<count>" on stdout; fail on a kind that is neither core nor a known CRD.
-  crd-files                 print the schema file names the CRD documents of k8s.yaml need, one per line.
+  crd-files                 print the schema file names the CRD documents of the manifest need, one per line.
   crd SCHEMA_DIR            validate the CRD documents (ServiceMonitor, ...) against the JSON schemas in
                             SCHEMA_DIR, strictly: unknown fields are rejected like kubernetes-validate --strict does.
   static                    consistency of the manifest with itself: selectors, ports, names, grace arithmetic.
   self-test                 mutate the manifest in memory and prove that each static rule can fail.
   kustomize-image KUST      print the image a kustomization.yaml pins (newName:newTag@digest); fail unless it is
-                            exactly one entry for the image in k8s.yaml, pinned by a sha256 digest.
+                            exactly one entry for the image in deploy/base/k8s.yaml, pinned by a sha256 digest.
   same-as-source RENDERED IMAGE [VAR=VALUE...]
-                            the rendered kustomization equals k8s.yaml with the Deployment's image set to IMAGE and
-                            the given env values set: k8s.yaml stays the single source.
+                            the rendered kustomization equals deploy/base/k8s.yaml with the Deployment's image set to
+                            IMAGE and the given env values set: k8s.yaml stays the single source of the workload.
+  tenant-copy RENDERED NS PREFIX
+                            a rendering moved to namespace NS with name prefix PREFIX (kustomize `namespace:` and
+                            `namePrefix:`) keeps no reference to the namespace sre-mini or to an object's old name:
+                            object namespaces, selectors, PromQL matchers.
   runtime BIN               start the real binary with the Deployment's env and request every probe, drill,
                             metrics and ingress path; check that env names are ones the binary reads; SIGTERM it
                             with a request in flight and check it exits 0 within the grace budget.
 Every failure is printed as "FAIL: ..." and the exit status is 1.
-The manifest is k8s.yaml, or $K8S_MANIFEST (the rendered output of a kustomization, checked the same way).
+The manifest is $K8S_MANIFEST: a rendering of the kit (scripts/check-k8s.sh renders the platform's part with an
+overlay for `static` and `runtime`), or deploy/base/k8s.yaml when it is unset.
 $SHIPPED_ARCHES (scripts/lib.sh: the architectures the image index holds) must be set for `static`: the
 Deployment's required node affinity on kubernetes.io/arch must be exactly that list.
 """
@@ -39,16 +44,21 @@ import time
 import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MANIFEST = os.environ.get("K8S_MANIFEST") or os.path.join(ROOT, "k8s.yaml")
+SOURCE = os.path.join(ROOT, "deploy", "base", "k8s.yaml")
+MANIFEST = os.environ.get("K8S_MANIFEST") or SOURCE
 
 CORE_KINDS = {
     "Namespace", "ServiceAccount", "Deployment", "Service", "PodDisruptionBudget",
-    "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy",
+    "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "ConfigMap",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
 }
-# kind -> (apiVersion, schema file name in SCHEMA_DIR)
+CLUSTER_SCOPED = {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+# kind -> (apiVersion, schema file name in SCHEMA_DIR). AlertmanagerConfig has no offline schema here: the cluster
+# step validates it, with the others, against prometheus-operator's own CRDs (a server-side dry run).
 CRD_KINDS = {
     "ServiceMonitor": ("monitoring.coreos.com/v1", "servicemonitor_v1.json"),
     "PrometheusRule": ("monitoring.coreos.com/v1", "prometheusrule_v1.json"),
+    "AlertmanagerConfig": ("monitoring.coreos.com/v1alpha1", None),
 }
 # Traefik's default backend idle timeout (serversTransport forwardingTimeouts.idleConnTimeout).
 TRAEFIK_IDLE_TIMEOUT_MS = 90_000
@@ -58,9 +68,18 @@ PRESTOP_HTTP_BUDGET_S = 1
 GRACE_MARGIN_S = 1
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML reads a bare `=` as YAML 1.1's value tag and fails; kustomize writes YAML 1.2, where it is a string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [r for r in v if r[0] != "tag:yaml.org,2002:value"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load(path=MANIFEST):
     with open(path, encoding="utf-8") as f:
-        return [d for d in yaml.safe_load_all(f) if d]
+        return [d for d in yaml.load_all(f, Loader=_Loader) if d]
 
 
 class Checker:
@@ -144,15 +163,35 @@ def static_checks(docs):
         hpa = one(docs, "HorizontalPodAutoscaler")
         ing = one(docs, "Ingress")
         sm = one(docs, "ServiceMonitor")
+        vap = one(docs, "ValidatingAdmissionPolicy")
+        binding = one(docs, "ValidatingAdmissionPolicyBinding")
         nps = [d for d in docs if d.get("kind") == "NetworkPolicy"]
     except LookupError as e:
         ck.failures.append(str(e))
         return ck
     nsname = ns["metadata"]["name"]
+    params = binding["spec"].get("paramRef", {})
     for d in docs:
-        if d["kind"] in ("Namespace", "ServiceMonitor"):
+        if d["kind"] in CLUSTER_SCOPED:
             continue
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == params.get("name"):
+            continue  # the policy's parameter lives where the service team cannot write it
         ok(d["metadata"].get("namespace") == nsname, f"{d['kind']}/{d['metadata']['name']} is not in namespace {nsname}")
+
+    # Admission policy: bound to this namespace, failing closed, its parameter present and outside the namespace.
+    ok(binding["spec"].get("policyName") == vap["metadata"]["name"], "the binding does not name the policy")
+    ok(binding["spec"].get("matchResources", {}).get("namespaceSelector", {}).get("matchLabels")
+       == {"kubernetes.io/metadata.name": nsname}, f"the policy binding does not select namespace {nsname}")
+    ok(vap["spec"].get("failurePolicy") == "Fail", "the policy's failurePolicy is not Fail")
+    ok("Deny" in binding["spec"].get("validationActions", []), "the binding does not Deny")
+    ok(params.get("parameterNotFoundAction") == "Deny", "a missing parameter does not deny")
+    ok(params.get("namespace") not in (None, nsname), "the policy's parameter is in the service's own namespace")
+    cms = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == params.get("name")
+           and d["metadata"].get("namespace") == params.get("namespace")]
+    ok(len(cms) == 1, f"no ConfigMap {params.get('namespace')}/{params.get('name')} for the binding's paramRef")
+    prefixes = (cms[0].get("data", {}).get("allowedImagePrefixes", "") if cms else "").split(",")
+    ok(prefixes != [""] and all(p.endswith("/") for p in prefixes),
+       f"allowedImagePrefixes {prefixes} is empty or has a prefix without a trailing '/' (it would admit look-alikes)")
 
     # Namespace: Pod Security Standards restricted for enforce, audit and warn.
     nl = ns["metadata"].get("labels", {})
@@ -215,17 +254,17 @@ def static_checks(docs):
         ok(len(osx) == 1 and osx[0].get("operator") == "In" and osx[0].get("values") == ["linux"],
            "a node selector term does not require kubernetes.io/os In [linux]")
 
-    # ServiceMonitor -> Service.
+    # ServiceMonitor -> Service, in its own namespace: no namespaceSelector, which would name a namespace that a
+    # kustomize override does not move, and which the operator's multi-tenant mode ignores anyway.
     sms = sm["spec"]
-    ok(svc["metadata"]["namespace"] in sms.get("namespaceSelector", {}).get("matchNames", []),
-       "ServiceMonitor namespaceSelector does not include the Service's namespace")
+    ok("namespaceSelector" not in sms, "ServiceMonitor has a namespaceSelector (it must select its own namespace)")
+    ok(sm["metadata"].get("namespace") == svc["metadata"]["namespace"], "ServiceMonitor is not in the Service's namespace")
     ok(subset(sms["selector"].get("matchLabels"), svc["metadata"].get("labels", {})),
        "ServiceMonitor selector does not match the Service labels")
     for ep in sms["endpoints"]:
         ok(ep.get("port") in svc_ports, f"ServiceMonitor endpoint port {ep.get('port')} is not a Service port name")
         ok(ep.get("path") == "/metrics", "ServiceMonitor path is not /metrics")
         ok("interval" in ep, "ServiceMonitor endpoint has no interval")
-    ok(sm["metadata"]["namespace"] == "monitoring", "ServiceMonitor is not in namespace monitoring")
 
     # Ingress: only /work, to the Service's named port, TLS.
     paths = [(p["path"], p["pathType"], p["backend"]["service"]["name"], p["backend"]["service"]["port"].get("name"))
@@ -279,8 +318,8 @@ def static_checks(docs):
 
     # Resources.
     res = c.get("resources", {})
-    ok(res.get("requests") == {"cpu": "10m", "memory": "128Mi"} and res.get("limits") == {"cpu": "500m", "memory": "256Mi"},
-       "resources are not requests 10m/128Mi, limits 500m/256Mi")
+    ok(res.get("requests") == {"cpu": "100m", "memory": "128Mi"} and res.get("limits") == {"cpu": "500m", "memory": "256Mi"},
+       "resources are not requests 100m/128Mi, limits 500m/256Mi")
 
     # Security context: Pod Security Standards "restricted", plus read-only root, no privilege escalation, no capabilities.
     psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
@@ -336,7 +375,16 @@ def _set_env(d, name, value):
 
 MUTATIONS = [
     ("ServiceMonitor port name", lambda d: one(d, "ServiceMonitor")["spec"]["endpoints"][0].update(port="metrics")),
-    ("ServiceMonitor namespace", lambda d: one(d, "ServiceMonitor")["spec"]["namespaceSelector"].update(matchNames=["default"])),
+    ("ServiceMonitor names a namespace", lambda d: one(d, "ServiceMonitor")["spec"].update(namespaceSelector={"matchNames": ["sre-mini"]})),
+    ("ServiceMonitor elsewhere", lambda d: one(d, "ServiceMonitor")["metadata"].update(namespace="monitoring")),
+    ("policy bound elsewhere", lambda d: one(d, "ValidatingAdmissionPolicyBinding")["spec"]["matchResources"][
+        "namespaceSelector"].update(matchLabels={"kubernetes.io/metadata.name": "default"})),
+    ("policy parameter missing", lambda d: d.remove(one(d, "ConfigMap"))),
+    ("policy parameter in the tenant's namespace", lambda d: (
+        one(d, "ValidatingAdmissionPolicyBinding")["spec"]["paramRef"].update(namespace="sre-mini"),
+        one(d, "ConfigMap")["metadata"].update(namespace="sre-mini"))),
+    ("a registry prefix without '/'", lambda d: one(d, "ConfigMap")["data"].update(allowedImagePrefixes="ghcr.io/sre-mini")),
+    ("policy fails open", lambda d: one(d, "ValidatingAdmissionPolicy")["spec"].update(failurePolicy="Ignore")),
     ("ServiceMonitor labels", lambda d: one(d, "ServiceMonitor")["spec"]["selector"].update(matchLabels={"app": "other"})),
     ("PDB selector", lambda d: one(d, "PodDisruptionBudget")["spec"]["selector"].update(matchLabels={"app": "x"})),
     ("Service selector", lambda d: one(d, "Service")["spec"].update(selector={"app": "x"})),
@@ -406,6 +454,9 @@ def crd_validate(docs, schema_dir):
         name = f"{kind}/{d.get('metadata', {}).get('name')}"
         if d.get("apiVersion") != api:
             errors.append(f"{name}: apiVersion {d.get('apiVersion')} is not {api}")
+            continue
+        if fname is None:
+            print(f"  {name}: no offline schema; scripts/check-cluster.sh validates it against the operator's CRD")
             continue
         path = os.path.join(schema_dir, fname)
         if not os.path.isfile(path):
@@ -595,7 +646,7 @@ def runtime_checks(docs, binary):
 def kustomize_image(path):
     with open(path, encoding="utf-8") as f:
         k = yaml.safe_load(f)
-    src = container(one(load(os.path.join(ROOT, "k8s.yaml")), "Deployment"))["image"]
+    src = container(one(load(SOURCE), "Deployment"))["image"]
     repo = src.split("@")[0].rsplit(":", 1)[0]
     imgs = k.get("images", [])
     if len(imgs) != 1 or imgs[0].get("name") != repo:
@@ -621,7 +672,7 @@ def _normalised(docs):
 
 
 def same_as_source(rendered_path, image, overrides):
-    source = load(os.path.join(ROOT, "k8s.yaml"))
+    source = load(SOURCE)
     dep = one(source, "Deployment")
     container(dep)["image"] = image
     for kv in overrides:
@@ -641,6 +692,57 @@ def same_as_source(rendered_path, image, overrides):
     if not bad:
         extra = f", {', '.join(overrides)}" if overrides else ""
         print(f"  {os.path.basename(rendered_path)}: the {len(want)} objects of k8s.yaml, image {image}{extra}")
+    return 1 if bad else 0
+
+
+# The labels whose values are object names (what a `namePrefix:` renames), as Prometheus' targets and
+# kube-state-metrics carry them.
+NAME_LABELS = ("job", "service", "deployment", "horizontalpodautoscaler", "poddisruptionbudget")
+
+
+def tenant_copy(docs, ns, prefix, old="sre-mini"):
+    """Everything a kustomize `namespace:` and `namePrefix:` override moved: no field or PromQL matcher still names
+    the old namespace or an object by its old name, and the references between the objects follow the new names."""
+    bad = []
+    old_names = sorted({d["metadata"]["name"][len(prefix):] for d in docs if d["metadata"]["name"].startswith(prefix)},
+                       key=len, reverse=True)
+    by_name = re.compile(r'\b(' + "|".join(NAME_LABELS) + r')\s*(=~?|!=)\s*"(' + "|".join(map(re.escape, old_names)) + r')"')
+
+    def walk(x, where):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                at = f"{where}.{k}"
+                if (k == "namespace" and v == old) or (k == "kubernetes.io/metadata.name" and v == old):
+                    bad.append(f"{at} is {old}")
+                if k == "matchNames" and old in v:
+                    bad.append(f"{at} lists {old}")
+                walk(v, at)
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                walk(v, f"{where}[{i}]")
+        elif isinstance(x, str):
+            if re.search(r'namespace\s*(=~?|!=)\s*"[^"]*\b' + re.escape(old) + r'\b', x):
+                bad.append(f"{where} matches namespace {old}: {x.strip()[:100]}")
+            for m in by_name.finditer(x):
+                bad.append(f"{where} matches {m.group(1)} by the old name {m.group(3)!r}: a name prefix does not move it")
+
+    for d in docs:
+        where = f"{d['kind']}/{d['metadata']['name']}"
+        walk(d, where)
+        if d["kind"] not in CLUSTER_SCOPED and d["metadata"].get("namespace") != ns:
+            bad.append(f"{where} is in namespace {d['metadata'].get('namespace')}, not {ns}")
+    dep, svc, hpa, ing = (one(docs, k) for k in ("Deployment", "Service", "HorizontalPodAutoscaler", "Ingress"))
+    if hpa["spec"]["scaleTargetRef"]["name"] != dep["metadata"]["name"]:
+        bad.append("the HPA does not scale the renamed Deployment")
+    if dep["spec"]["template"]["spec"]["serviceAccountName"] != one(docs, "ServiceAccount")["metadata"]["name"]:
+        bad.append("the Deployment does not use the renamed ServiceAccount")
+    if {p["backend"]["service"]["name"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]} != {svc["metadata"]["name"]}:
+        bad.append("the Ingress does not route to the renamed Service")
+    for b in bad:
+        print(f"FAIL: tenant copy: {b}")
+    if not bad:
+        print(f"  tenant copy: {len(docs)} objects, all in {ns}, no reference to namespace {old}; the HPA, the Ingress "
+              f"and the Deployment follow the new names ({dep['metadata']['name']})")
     return 1 if bad else 0
 
 
@@ -666,21 +768,21 @@ def main(argv):
             elif d.get("kind") in CRD_KINDS:
                 crd.append(d)
             else:
-                print(f"FAIL: k8s.yaml: kind {d.get('kind')} is neither a validated core kind nor a known CRD", file=sys.stderr)
+                print(f"FAIL: {MANIFEST}: kind {d.get('kind')} is neither a validated core kind nor a known CRD", file=sys.stderr)
                 return 1
         with open(argv[2], "w", encoding="utf-8") as f:
             yaml.safe_dump_all(core, f, sort_keys=False)
         print(len(core))
         return 0
     if cmd == "crd-files":
-        print("\n".join(sorted({CRD_KINDS[d["kind"]][1] for d in docs if d.get("kind") in CRD_KINDS})))
+        print("\n".join(sorted({CRD_KINDS[d["kind"]][1] for d in docs if CRD_KINDS.get(d.get("kind"), (0, None))[1]})))
         return 0
     if cmd == "crd":
         n, errors = crd_validate(docs, argv[2])
         for e in errors:
             print(f"FAIL: {e}")
         if n == 0 and not errors:
-            print("FAIL: no CRD documents found in k8s.yaml (expected the ServiceMonitor)")
+            print(f"FAIL: no CRD documents found in {MANIFEST} (expected the ServiceMonitor)")
             return 1
         return 1 if errors else 0
     if cmd == "static":
@@ -702,6 +804,8 @@ def main(argv):
         return 0
     if cmd == "same-as-source":
         return same_as_source(argv[2], argv[3], argv[4:])
+    if cmd == "tenant-copy":
+        return tenant_copy(load(argv[2]), argv[3], argv[4])
     if cmd == "runtime":
         return report(runtime_checks(docs, argv[2]), "runtime consistency")
     print(__doc__)

@@ -2,16 +2,17 @@
 
 N persistent connections, each sending one GET after another, started evenly over one `stagger` so the request
 rate is steady. Every request is recorded with its start and end time and its outcome: `ok` (2xx), `status:<code>`,
-`timeout`, `connect:<error>`, `reset`, `eof` or `protocol:<detail>`. `Load` runs in a thread (an asyncio loop);
-`ProcessLoad` spreads the connections over several processes. Either way a drill rolls pods while it runs, then
-counts per time window.
+`timeout`, `connect:<error>`, `tls:<error>`, `reset`, `eof` or `protocol:<detail>`. `Load` runs in a thread (an
+asyncio loop); `ProcessLoad` spreads the connections over several processes. Either way a drill rolls pods while it
+runs, then counts per time window.
 
 One client rule, the one RFC 9112 section 9.3.1 allows and browsers, Go's net/http and curl follow: when a
 connection that has already carried a response is closed by the server before any byte of the next response
 arrives, the request never reached the proxy's request processing (a proxy closes only idle keep-alive
 connections), so it is sent again once on a new connection. That is counted apart, as `reopened`, never hidden
 and never a failure. A second attempt that fails is a failure. Any answer from the proxy, 502 included, is final.
-srekit.rollout checks the claim against nginx's access log: no reopened attempt may appear in it.
+The rollout drill (srekit.cluster_drills) checks the claim against Traefik's access log: no reopened attempt may
+appear in it.
 """
 
 from __future__ import annotations

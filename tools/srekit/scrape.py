@@ -1,4 +1,4 @@
-"""The Prometheus scrape job prometheus-operator generates from the ServiceMonitor in k8s.yaml, for loopback targets.
+"""The Prometheus scrape job prometheus-operator generates from the kit's ServiceMonitor, for loopback targets.
 
 The operator turns each ServiceMonitor endpoint into a `kubernetes_sd_configs` job (role endpoints) whose
 relabel_configs keep the Service's selector labels and the endpoint's port name, then set `namespace`, `service`,
@@ -12,8 +12,9 @@ decides which namespaces are discovered) and the operator's sharding step (hashm
 The same derivation gives the label sets the promtool tests use (`target_labels`), so tests, drill and production
 share one source: the manifest.
 
-  python3 -m srekit.scrape config --manifest k8s.yaml --target NAMESPACE=HOST:PORT ... [--interval 1s]
-  python3 -m srekit.scrape labels --manifest k8s.yaml --namespace NS [--pod-index N]   (JSON, what a test uses)
+  python3 -m srekit.scrape config --manifest FILE... --target NAMESPACE=HOST:PORT ... [--interval 1s]
+  python3 -m srekit.scrape labels --manifest FILE... --namespace NS [--pod-index N]   (JSON, what a test uses)
+  (FILE: deploy/base/k8s.yaml and deploy/components/monitoring/servicemonitor.yaml, or a rendering holding both)
 """
 import argparse
 import hashlib
@@ -24,9 +25,11 @@ import sys
 import yaml
 
 
-def load(manifest):
-    with open(manifest, encoding="utf-8") as f:
-        docs = [d for d in yaml.safe_load_all(f) if d]
+def load(*manifests):
+    docs = []
+    for manifest in manifests:
+        with open(manifest, encoding="utf-8") as f:
+            docs += [d for d in yaml.safe_load_all(f) if d]
     by_kind = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
@@ -48,8 +51,8 @@ def _sanitize(name):
 class Model:
     """The ServiceMonitor, the Service it selects and the Deployment behind it, read from the manifest."""
 
-    def __init__(self, manifest):
-        k = load(manifest)
+    def __init__(self, *manifests):
+        k = load(*manifests)
         self.sm = _one(k, "ServiceMonitor")
         self.svc = _one(k, "Service")
         self.deploy = _one(k, "Deployment")
@@ -190,16 +193,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("config")
-    c.add_argument("--manifest", required=True)
+    c.add_argument("--manifest", action="append", required=True)
     c.add_argument("--target", action="append", required=True, help="NAMESPACE=HOST:PORT, one per pod")
     c.add_argument("--interval")
     c.add_argument("--timeout")
     lab = sub.add_parser("labels")
-    lab.add_argument("--manifest", required=True)
+    lab.add_argument("--manifest", action="append", required=True)
     lab.add_argument("--namespace", required=True)
     lab.add_argument("--pod-index", type=int, default=0)
     a = p.parse_args(argv)
-    m = Model(a.manifest)
+    m = Model(*a.manifest)
     if a.cmd == "config":
         targets = []
         for t in a.target:

@@ -1,4 +1,4 @@
-"""What the offline validators of check-k8s.sh and check-policy.sh are asked and how their answers are judged: the
+"""What the offline validators of check-k8s.sh are asked and how their answers are judged: the
 Kubernetes versions kubernetes-validate ships schemas for, and checkov's JSON report (zero failures, every skip
 with a reason, something evaluated).
 
