@@ -17,10 +17,14 @@ Checks:
   promql   each expression runs as `promtool query instant PROM EXPR` (parse and evaluation); a non-zero exit
            fails. Run against the burn drill's Prometheus (alerts/drill.py calls promql_check()), where every
            series of the binary, the recording rules and the kube-state-metrics stand-in exist.
+  tenant   no expression, and no query of the Grafana dashboard (tools/srekit/dashboard.py), writes a namespace into
+           a matcher (a Grafana variable such as $namespace is not one): a copy of the kit in another namespace
+           must work from the same text.
 
   python3 -m srekit.doccheck list [ROOT]
   python3 -m srekit.doccheck kubectl [ROOT]
   python3 -m srekit.doccheck promql --prom URL [ROOT]
+  python3 -m srekit.doccheck tenant [ROOT]
 """
 import argparse
 import glob
@@ -293,10 +297,24 @@ def promql_check(prom, root):
     return n, failures
 
 
+# ----------------------------------------------------------------------------------------------------- tenant ----
+NAMESPACE_MATCHER = re.compile(r'\bnamespace\s*(?:=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def tenant_check(root):
+    """(count, [(where, expr)]) of the PromQL of runbooks/ and docs/ and the dashboard's queries that name a namespace."""
+    from . import dashboard
+
+    exprs = [(f"{rel}:{line}", text) for rel, line, kind, text in extract(root) if kind == "promql"]
+    exprs += [(f"dashboard panel {title!r} {ref}", expr) for title, ref, expr in dashboard.queries(dashboard.render())]
+    bad = [(where, e) for where, e in exprs if any("$" not in v for v in NAMESPACE_MATCHER.findall(e))]
+    return len(exprs), bad
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("list", "kubectl", "promql"):
+    for name in ("list", "kubectl", "promql", "tenant"):
         s = sub.add_parser(name)
         s.add_argument("root", nargs="?", default=".")
         if name == "promql":
@@ -317,6 +335,12 @@ def main(argv=None):
                 print(f"FAIL: {rel}:{line}: {text}\n      {why}", file=sys.stderr)
         print(f"doccheck kubectl: {len(cmds)} kubectl commands from {len(sources(a.root))} files "
               f"(runbooks/*.md, docs/*.md), {bad} failed")
+        return 1 if bad else 0
+    if a.cmd == "tenant":
+        n, bad = tenant_check(a.root)
+        for where, text in bad:
+            print(f"FAIL: {where}: names a namespace: {text}", file=sys.stderr)
+        print(f"doccheck tenant: {n} PromQL expressions of runbooks/, docs/ and the dashboard, {len(bad)} name a namespace")
         return 1 if bad else 0
     n, failures = promql_check(a.prom, a.root)
     for rel, line, text, err in failures:
