@@ -13,7 +13,9 @@ Checks:
            flag argument or unknown subcommand fails before any connection; anything else (connection refused, or
            success for what needs no server, such as --dry-run=client or kustomize) is a pass for the grammar. Resource types (deploy/x, pods,svc ...) are checked against KINDS below, which is
            kubectl's own name table for the kinds we use (offline kubectl cannot discover them). <placeholders>
-           become a sample name first.
+           become a sample name first. `kubectl logs` with a selector (-l, --selector) must say --tail=-1: with a
+           selector kubectl shows the last 10 lines of each pod, --since or not, and a grep behind it then finds
+           nothing that happened before them.
   promql   each expression runs as `promtool query instant PROM EXPR` (parse and evaluation); a non-zero exit
            fails. Run against the burn drill's Prometheus (alerts/drill.py calls promql_check()), where every
            series of the binary, the recording rules and the kube-state-metrics stand-in exist.
@@ -257,6 +259,12 @@ def check_kubectl(cmd):
         if bad in err:
             return f"kubectl rejects it: {err.strip().splitlines()[0]}"
     verb = path[0]
+    if verb == "logs" and any(a in ("-l", "--selector") or a.startswith(("-l=", "--selector=")) or
+                              (a.startswith("-l") and not a.startswith("--")) for a in args):
+        tails = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--tail"]
+        tails += [a.split("=", 1)[1] for a in args if a.startswith("--tail=")]
+        if tails != ["-1"]:
+            return "kubectl logs with a selector shows 10 lines per pod unless --tail=-1 (the whole --since window)"
     if verb in TYPED | POD_OR_TYPED:
         # the first positional after the verb path (skipping flag values taken by the flags we know take one)
         pos, skip = [], False
