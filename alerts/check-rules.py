@@ -37,13 +37,18 @@ SEVERITIES = {"critical": "page", "warning": "ticket", "info": "none"}
 # - up: synthesised by Prometheus for every scrape target
 #   (https://prometheus.io/docs/concepts/jobs_instances/#automatically-generated-labels-and-time-series)
 # - kube_*: kube-state-metrics v2 (https://github.com/kubernetes/kube-state-metrics/tree/main/docs/metrics),
-#   files workload/horizontalpodautoscaler-metrics.md, workload/pod-metrics.md, workload/deployment-metrics.md.
-#   Labels used: namespace, horizontalpodautoscaler, pod, container, reason, deployment.
+#   files workload/horizontalpodautoscaler-metrics.md, workload/pod-metrics.md, workload/deployment-metrics.md,
+#   policy/poddisruptionbudget-metrics.md. Labels used: namespace, horizontalpodautoscaler, pod, container, reason,
+#   deployment, poddisruptionbudget.
 ALLOW = {
     "up": "Prometheus: synthesised per target",
     "kube_horizontalpodautoscaler_status_current_replicas": "kube-state-metrics: HPA current replicas",
     "kube_horizontalpodautoscaler_spec_max_replicas": "kube-state-metrics: HPA maxReplicas",
     "kube_horizontalpodautoscaler_spec_min_replicas": "kube-state-metrics: HPA minReplicas",
+    "kube_horizontalpodautoscaler_status_desired_replicas": "kube-state-metrics: HPA desired replicas",
+    "kube_pod_container_status_last_terminated_reason": "kube-state-metrics: container's last termination reason",
+    "kube_poddisruptionbudget_status_current_healthy": "kube-state-metrics: PDB healthy pods",
+    "kube_poddisruptionbudget_status_desired_healthy": "kube-state-metrics: PDB minimum healthy pods it needs",
     "kube_pod_container_status_restarts_total": "kube-state-metrics: container restarts",
     "kube_pod_container_status_waiting_reason": "kube-state-metrics: container waiting reason",
     "kube_deployment_status_replicas_available": "kube-state-metrics: available replicas",
