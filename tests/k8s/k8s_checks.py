@@ -265,8 +265,13 @@ def static_checks(docs):
         ok(k in spec, f"Deployment lacks {k}")
     hs = hpa["spec"]
     ok(pdb["metadata"]["name"] == "sre-mini-pdb" and hpa["metadata"]["name"] == "sre-mini-hpa", "PDB/HPA names changed")
-    ok(pdb["spec"].get("minAvailable", 0) < hs["minReplicas"], "PDB minAvailable >= min replicas: node drains would deadlock")
-    ok(replicas - ru["maxUnavailable"] >= pdb["spec"].get("minAvailable", 0), "a rollout may go below the PDB floor")
+    # At every replica count the HPA may pick, the PDB lets exactly one pod go at a time when all are healthy: none
+    # would deadlock drains, more would let a drain take several at once. A rollout takes no more than that either.
+    for n in range(hs["minReplicas"], hs["maxReplicas"] + 1):
+        allowed = pdb_disruptions_allowed(pdb["spec"], n)
+        ok(allowed >= 1, f"PDB allows no eviction at {n} healthy replicas: node drains would deadlock")
+        ok(allowed <= 1, f"PDB lets a drain evict {allowed} of {n} replicas at once")
+        ok(ru["maxUnavailable"] <= allowed, f"a rollout takes {ru['maxUnavailable']} of {n} replicas down, more than the PDB allows")
     ok((hs["minReplicas"], hs["maxReplicas"]) == (3, 10), "HPA range is not 3..10")
     targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hs["metrics"]}
     ok(targets == {"cpu": 70, "memory": 75}, f"HPA targets are {targets}, not cpu 70 / memory 75")
@@ -323,6 +328,20 @@ def static_checks(docs):
     return ck
 
 
+def pdb_disruptions_allowed(spec, n):
+    """Voluntary evictions a PDB allows with n healthy pods of n expected, as the disruption controller computes it:
+    a percentage of minAvailable or maxUnavailable is taken of n and rounded up."""
+    def scaled(v):
+        if isinstance(v, str) and v.endswith("%"):
+            return math.ceil(n * int(v[:-1]) / 100)
+        return int(v)
+    if "maxUnavailable" in spec:
+        return max(0, scaled(spec["maxUnavailable"]))
+    if "minAvailable" in spec:
+        return max(0, n - scaled(spec["minAvailable"]))
+    return 0
+
+
 # --- self-test: each mutation must make the static checks fail ---------------------------------------------------
 def _dep(d):
     return one(d, "Deployment")
@@ -359,7 +378,12 @@ MUTATIONS = [
     ("Ingress exposes /metrics", lambda d: one(d, "Ingress")["spec"]["rules"][0]["http"]["paths"].append(
         copy.deepcopy(one(d, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]) | {"path": "/metrics"})),
     ("egress allowed", lambda d: one(d, "NetworkPolicy", "sre-mini-allow-ingress")["spec"].update(egress=[{}])),
-    ("PDB minAvailable 3", lambda d: one(d, "PodDisruptionBudget")["spec"].update(minAvailable=3)),
+    ("PDB minAvailable 3", lambda d: (one(d, "PodDisruptionBudget")["spec"].pop("maxUnavailable"),
+                                      one(d, "PodDisruptionBudget")["spec"].update(minAvailable=3))),
+    ("PDB minAvailable 2 (8 of 10 evictable)", lambda d: (one(d, "PodDisruptionBudget")["spec"].pop("maxUnavailable"),
+                                                          one(d, "PodDisruptionBudget")["spec"].update(minAvailable=2))),
+    ("PDB maxUnavailable 20% (2 of 10 at once)", lambda d: one(d, "PodDisruptionBudget")["spec"].update(maxUnavailable="20%")),
+    ("PDB maxUnavailable 0", lambda d: one(d, "PodDisruptionBudget")["spec"].update(maxUnavailable=0)),
     ("image by tag", lambda d: container(_dep(d)).update(image="ghcr.io/sre-mini/sre-mini:0.1.0")),
     ("root filesystem writable", lambda d: container(_dep(d))["securityContext"].update(readOnlyRootFilesystem=False)),
     ("idle timeout below Traefik", lambda d: _set_env(d, "IDLE_TIMEOUT_MS", "60000")),
