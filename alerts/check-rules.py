@@ -40,8 +40,13 @@ SEVERITIES = {"critical": "page", "warning": "ticket", "info": "none"}
 #   files workload/horizontalpodautoscaler-metrics.md, workload/pod-metrics.md, workload/deployment-metrics.md,
 #   policy/poddisruptionbudget-metrics.md. Labels used: namespace, horizontalpodautoscaler, pod, container, reason,
 #   deployment, poddisruptionbudget.
+# - traefik_*: Traefik's own metrics of a service (https://doc.traefik.io/traefik/observability/metrics/overview/),
+#   labels code, method, protocol, service (renamed exported_service by a ServiceMonitor scrape) and le. The edge
+#   SLIs read them in one rule group (alerts.yaml, sre-mini-edge.rules), which says what is assumed.
 ALLOW = {
     "up": "Prometheus: synthesised per target",
+    "traefik_service_requests_total": "Traefik: requests per service, by code and method",
+    "traefik_service_request_duration_seconds_bucket": "Traefik: request duration histogram per service",
     "kube_horizontalpodautoscaler_status_current_replicas": "kube-state-metrics: HPA current replicas",
     "kube_horizontalpodautoscaler_spec_max_replicas": "kube-state-metrics: HPA maxReplicas",
     "kube_horizontalpodautoscaler_spec_min_replicas": "kube-state-metrics: HPA minReplicas",
@@ -183,7 +188,7 @@ def cmd_structure(alerts, runbook):
         if is_burn and not ("long" in labels and "short" in labels):
             fail(f"{rid}: a burn-rate alert needs labels long and short (the windows it compares)")
         if is_burn:
-            windows = re.findall(r"ratio_rate(\w+)\{", rule["expr"])
+            windows = re.findall(r"ratio_rate(\w+)", rule["expr"])
             if sorted(windows) != sorted([labels.get("long"), labels.get("short")]):
                 fail(f"{rid}: labels long/short {labels.get('long')}/{labels.get('short')} do not match the windows "
                      f"in the expression {windows}")

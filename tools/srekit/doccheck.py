@@ -236,7 +236,8 @@ def check_kubectl(cmd):
         a = positional[k]
         if a.startswith("-"):
             # skip a flag and, for the namespace-style flags that take a separate value, its value
-            if a in ("-n", "--namespace", "--context", "--kubeconfig", "-s", "--server") and "=" not in a:
+            if a in ("-n", "--namespace", "--context", "--kubeconfig", "-s", "--server", "-l", "--selector", "-c",
+                     "--container", "--field-selector", "-o", "--output") and "=" not in a:
                 k += 2
             else:
                 k += 1
