@@ -11,13 +11,16 @@ Subcommands (each prints what it checked and exits 1 with one "FAIL:" line per p
   testlabels MANIFEST TESTDIR              every input series of a scraped metric (http_*, sremini_*, up) in the unit
                                            tests carries exactly the target labels the operator's relabelling of
                                            the manifest's ServiceMonitor gives a pod (tools/srekit/scrape.py)
+  tenant     ALERTS                        no rule names a namespace: no selector matches on it, no alert sets it, so a
+                                           kustomize `namespace:` override or the operator's enforced namespace label
+                                           moves the rules with the objects
   routes     ALERTS ALERTMANAGER.yml       `amtool config routes test` for every alerting rule: in namespace sre-mini it
                                            reaches the receiver its severity names; the same alert from another
                                            namespace reaches none of ours
   metrics    ALERTS FRESH.txt LIVE.txt     every metric a rule names is recorded by a rule, exported by the binary or
                                            in the documented allow-list below; every selector on an exported metric
-                                           matches a live series; every series an absent() expects exists on a fresh
-                                           binary (before any traffic)
+                                           matches a live series; every exported series an *Absent alert or an
+                                           absent() expects exists on a fresh binary (before any traffic)
 """
 import json
 import os
@@ -34,13 +37,23 @@ SEVERITIES = {"critical": "page", "warning": "ticket", "info": "none"}
 # - up: synthesised by Prometheus for every scrape target
 #   (https://prometheus.io/docs/concepts/jobs_instances/#automatically-generated-labels-and-time-series)
 # - kube_*: kube-state-metrics v2 (https://github.com/kubernetes/kube-state-metrics/tree/main/docs/metrics),
-#   files workload/horizontalpodautoscaler-metrics.md, workload/pod-metrics.md, workload/deployment-metrics.md.
-#   Labels used: namespace, horizontalpodautoscaler, pod, container, reason, deployment.
+#   files workload/horizontalpodautoscaler-metrics.md, workload/pod-metrics.md, workload/deployment-metrics.md,
+#   policy/poddisruptionbudget-metrics.md. Labels used: namespace, horizontalpodautoscaler, pod, container, reason,
+#   deployment, poddisruptionbudget.
+# - traefik_*: Traefik's own metrics of a service (https://doc.traefik.io/traefik/observability/metrics/overview/),
+#   labels code, method, protocol, service (renamed exported_service by a ServiceMonitor scrape) and le. The edge
+#   SLIs read them in one rule group (alerts.yaml, sre-mini-edge.rules), which says what is assumed.
 ALLOW = {
     "up": "Prometheus: synthesised per target",
+    "traefik_service_requests_total": "Traefik: requests per service, by code and method",
+    "traefik_service_request_duration_seconds_bucket": "Traefik: request duration histogram per service",
     "kube_horizontalpodautoscaler_status_current_replicas": "kube-state-metrics: HPA current replicas",
     "kube_horizontalpodautoscaler_spec_max_replicas": "kube-state-metrics: HPA maxReplicas",
     "kube_horizontalpodautoscaler_spec_min_replicas": "kube-state-metrics: HPA minReplicas",
+    "kube_horizontalpodautoscaler_status_desired_replicas": "kube-state-metrics: HPA desired replicas",
+    "kube_pod_container_status_last_terminated_reason": "kube-state-metrics: container's last termination reason",
+    "kube_poddisruptionbudget_status_current_healthy": "kube-state-metrics: PDB healthy pods",
+    "kube_poddisruptionbudget_status_desired_healthy": "kube-state-metrics: PDB minimum healthy pods it needs",
     "kube_pod_container_status_restarts_total": "kube-state-metrics: container restarts",
     "kube_pod_container_status_waiting_reason": "kube-state-metrics: container waiting reason",
     "kube_deployment_status_replicas_available": "kube-state-metrics: available replicas",
@@ -175,7 +188,7 @@ def cmd_structure(alerts, runbook):
         if is_burn and not ("long" in labels and "short" in labels):
             fail(f"{rid}: a burn-rate alert needs labels long and short (the windows it compares)")
         if is_burn:
-            windows = re.findall(r"ratio_rate(\w+)\{", rule["expr"])
+            windows = re.findall(r"ratio_rate(\w+)", rule["expr"])
             if sorted(windows) != sorted([labels.get("long"), labels.get("short")]):
                 fail(f"{rid}: labels long/short {labels.get('long')}/{labels.get('short')} do not match the windows "
                      f"in the expression {windows}")
@@ -352,15 +365,19 @@ def cmd_metrics(alerts, fresh_path, live_path):
                 shown = ",".join(f'{k}{op}"{v}"' for k, op, v in own)
                 fail(f"{rid}: selector {name}{{{shown}}} matches no series of the live /metrics output "
                      f"(a label value or bucket boundary the binary does not export)")
-        # absent() must see its series on a binary that has served nothing yet, or it fires on idle pods.
+        # The series an *Absent alert (or an absent()) expects must exist on a binary that has served nothing yet,
+        # or it fires on idle pods.
+        expects = list(sels) if rule.get("alert", "").endswith("Absent") else []
         for inner in re.findall(r"absent\(([^()]*)\)", rule["expr"]):
-            for name, matchers in selectors(inner):
-                if name in ALLOW or name in records:
-                    continue
-                own = [(k, op, v) for k, op, v in matchers if k not in TARGET_LABELS]
-                if not any(matches(s, own) for s in fresh.get(name, [])):
-                    fail(f"{rid}: absent({inner.strip()}) would fire on an idle pod: a fresh binary does not export "
-                         f"that series before its first request")
+            expects += selectors(inner)
+        for name, matchers in expects:
+            if name in ALLOW or name in records:
+                continue
+            own = [(k, op, v) for k, op, v in matchers if k not in TARGET_LABELS]
+            if not any(matches(s, own) for s in fresh.get(name, [])):
+                shown = ",".join(f'{k}{op}"{v}"' for k, op, v in own)
+                fail(f"{rid}: would fire on an idle pod: a fresh binary does not export {name}{{{shown}}} before its "
+                     f"first request")
     unknown = sorted(n for n in used if n not in records and n not in ALLOW and n not in live)
     finish("metrics")
     exported = sorted(n for n in used if n in live)
@@ -368,6 +385,30 @@ def cmd_metrics(alerts, fresh_path, live_path):
     print(f"metrics: {n_sel} selectors in {len(used)} metric names; exported by the binary and matched by live "
           f"series: {', '.join(exported)}; allow-listed (kube-state-metrics / Prometheus): {', '.join(allowed)}; "
           f"recorded by rules: {len([n for n in used if n in records])}; unknown: {len(unknown)}")
+
+
+# --------------------------------------------------------------------------------------------------- tenant ----
+def cmd_tenant(alerts):
+    obj = load_rule(alerts)
+    n_sel = n_rules = 0
+    for _, rule in all_rules(obj):
+        n_rules += 1
+        rid = rule_id(rule)
+        try:
+            sels = selectors(rule["expr"])
+        except ValueError as e:
+            fail(f"{rid}: {e}")
+            continue
+        for name, matchers in sels:
+            n_sel += 1
+            for k, op, v in matchers:
+                if k == "namespace":
+                    fail(f'{rid}: selector {name}{{namespace{op}"{v}"}} names a namespace: a copy of the kit in another '
+                         f"namespace would not see it (aggregate by namespace instead)")
+        if "namespace" in (rule.get("labels") or {}):
+            fail(f"{rid}: sets label namespace={rule['labels']['namespace']!r}: every copy's alert would carry it")
+    finish("tenant")
+    print(f"tenant: {n_rules} rules, {n_sel} selectors; none names a namespace, no alert sets one")
 
 
 # ------------------------------------------------------------------------------------------------ testlabels ----
@@ -438,7 +479,7 @@ def cmd_routes(alerts, am_config):
 
 def main():
     cmds = {"routes": (cmd_routes, 2), "testlabels": (cmd_testlabels, 2), "schema": (cmd_schema, 2), "structure": (cmd_structure, 2), "coverage": (cmd_coverage, 2),
-            "metrics": (cmd_metrics, 3)}
+            "metrics": (cmd_metrics, 3), "tenant": (cmd_tenant, 1)}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds or len(sys.argv) != 2 + cmds[sys.argv[1]][1]:
         print(__doc__, file=sys.stderr)
         return 2

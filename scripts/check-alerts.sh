@@ -9,16 +9,18 @@
 #   6. every alert has severity, long/short (burn alerts), summary, a description with $value, and a runbook_url
 #      whose anchor is a heading of runbooks/incident.md;
 #   7. every alerting rule fires in a unit test and has a must-not-fire case; every recording rule is read;
-#   8. the unit tests' input series carry the target labels the operator's relabelling of the kit's ServiceMonitor
+#   8. no rule, dashboard query or PromQL line of runbooks/ and docs/ names a namespace (a copy of the kit in
+#      another namespace works from the same text);
+#   9. the unit tests' input series carry the target labels the operator's relabelling of the kit's ServiceMonitor
 #      gives a pod (tools/srekit/scrape.py; the drill proves a real Prometheus produces them);
-#   9. alerts/alertmanager/alertmanager.yml is the operator's translation of alertmanagerconfig.yaml (regenerated
+#  10. alerts/alertmanager/alertmanager.yml is the operator's translation of alertmanagerconfig.yaml (regenerated
 #      and compared), `amtool check-config` accepts it, and `amtool config routes test` sends every alert to the
 #      receiver of its severity (and another namespace's copy to none of ours);
-#  10. every kubectl command in runbooks/*.md and docs/*.md parses with the bundled kubectl, and its resource types
+#  11. every kubectl command in runbooks/*.md and docs/*.md parses with the bundled kubectl, and its resource types
 #      are kubectl's names (tools/srekit/doccheck.py; the PromQL of those files runs in the drill);
-#  11. every metric a rule names is exported by the real binary (live /metrics, PORT=0) or recorded by a rule or in
+#  12. every metric a rule names is exported by the real binary (live /metrics, PORT=0) or recorded by a rule or in
 #      the documented kube-state-metrics / Prometheus allow-list (alerts/check-rules.py); every selector matches a
-#      live series; the series absent() expects exist before the first request.
+#      live series; the series an *Absent alert or absent() expects exist before the first request.
 # The end-to-end drill (a real Prometheus firing the page) is scripts/drill-burn.sh.
 # Env: SCHEMA_DIR (default $SHARED_DIR/schemas, or an https:// base URL pinned to a commit), SRE_MINI_BIN (default: target/release/sre-mini, built here).
 . "$(dirname "$0")/lib.sh"
@@ -75,6 +77,10 @@ python3 alerts/check-rules.py structure alerts/alerts.yaml runbooks/incident.md
 
 say "alerts: unit-test coverage"
 python3 alerts/check-rules.py coverage alerts/alerts.yaml alerts/tests
+
+say "alerts: no rule, dashboard query or PromQL of runbooks/ and docs/ names a namespace"
+python3 alerts/check-rules.py tenant alerts/alerts.yaml
+srekit doccheck tenant . || die "PromQL that names a namespace (above): aggregate by namespace instead"
 
 say "alerts: unit-test series carry the operator's target labels"
 scraped_manifest "$tmp/scraped.yaml"

@@ -3,9 +3,9 @@
 # to the binary. The same objects meet a real API server in scripts/check-cluster.sh.
 #   0. render every kustomization with `kubectl kustomize`: the root one (`kubectl apply -k .`, the base), the root
 #      one plus deploy/components/drills-off as a user's own kustomization would include it, the platform's part, the
-#      dev, staging and prod overlays, and a tenant copy of staging moved to another namespace with a name prefix.
+#      dev, staging and prod overlays, and a tenant copy of staging moved to another namespace.
 #      The root rendering must equal deploy/base/k8s.yaml except for the image pin (drills-off: and DRILLS=off);
-#      changing the pin must change the image.
+#      changing the pin must change the image; the tenant copy must keep no reference to namespace sre-mini.
 #   1. yamllint (the repo's .yamllint.yaml, --strict) on every tracked YAML file
 #   2. kubernetes-validate --strict on the core kinds, for every Kubernetes version it ships from 1.30 to the newest
 #   3. the CRD kinds (ServiceMonitor, PrometheusRule) against the JSON schemas in $SCHEMA_DIR, strictly
@@ -65,12 +65,13 @@ krel=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s/deploy/components/drills-off\n' \
   "$krel" "$krel" >"$KWORK/user/kustomization.yaml"
 render drills-off "$KWORK/user"
-printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: payments-staging\nnamePrefix: payments-\nresources:\n  - %s/deploy/overlays/staging\n' \
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: payments-staging\nresources:\n  - %s/deploy/overlays/staging\n' \
   "$krel" >"$KWORK/tenant/kustomization.yaml"
 render tenant-copy "$KWORK/tenant"
 pinned=$(python3 "$PY" kustomize-image deploy/base/kustomization.yaml) || die "deploy/base/kustomization.yaml does not pin the image by digest"
 python3 "$PY" same-as-source "$OUT/root.yaml" "$pinned" || die "the root kustomization is not deploy/base/k8s.yaml with the image pinned"
 python3 "$PY" same-as-source "$OUT/drills-off.yaml" "$pinned" DRILLS=off || die "deploy/components/drills-off changes more than DRILLS"
+python3 "$PY" tenant-copy "$OUT/tenant-copy.yaml" payments-staging || die "a namespace override leaves references to sre-mini behind"
 # The pin works: another digest in a copy of the base's kustomization.yaml must come out as the Deployment's image.
 mkdir -p "$KWORK/pin"
 cp deploy/base/k8s.yaml "$KWORK/pin/"

@@ -13,14 +13,20 @@ Checks:
            flag argument or unknown subcommand fails before any connection; anything else (connection refused, or
            success for what needs no server, such as --dry-run=client or kustomize) is a pass for the grammar. Resource types (deploy/x, pods,svc ...) are checked against KINDS below, which is
            kubectl's own name table for the kinds we use (offline kubectl cannot discover them). <placeholders>
-           become a sample name first.
+           become a sample name first. `kubectl logs` with a selector (-l, --selector) must say --tail=-1: with a
+           selector kubectl shows the last 10 lines of each pod, --since or not, and a grep behind it then finds
+           nothing that happened before them.
   promql   each expression runs as `promtool query instant PROM EXPR` (parse and evaluation); a non-zero exit
            fails. Run against the burn drill's Prometheus (alerts/drill.py calls promql_check()), where every
            series of the binary, the recording rules and the kube-state-metrics stand-in exist.
+  tenant   no expression, and no query of the Grafana dashboard (tools/srekit/dashboard.py), writes a namespace into
+           a matcher (a Grafana variable such as $namespace is not one): a copy of the kit in another namespace
+           must work from the same text.
 
   python3 -m srekit.doccheck list [ROOT]
   python3 -m srekit.doccheck kubectl [ROOT]
   python3 -m srekit.doccheck promql --prom URL [ROOT]
+  python3 -m srekit.doccheck tenant [ROOT]
 """
 import argparse
 import glob
@@ -39,7 +45,8 @@ KINDS = {
     "endpointslices": ["endpointslice"], "endpoints": ["ep"], "nodes": ["node", "no"],
     "namespaces": ["namespace", "ns"], "ingresses": ["ingress", "ing"],
     "networkpolicies": ["networkpolicy", "netpol"], "secrets": ["secret"], "configmaps": ["configmap", "cm"],
-    "serviceaccounts": ["serviceaccount", "sa"],
+    "serviceaccounts": ["serviceaccount", "sa"], "resourcequotas": ["resourcequota", "quota"],
+    "limitranges": ["limitrange", "limits"],
     "servicemonitors": ["servicemonitor", "smon"], "prometheuses": ["prometheus", "prom"],
     "prometheusrules": ["prometheusrule", "promrule"], "alertmanagerconfigs": ["alertmanagerconfig", "amcfg"],
     "alertmanagers": ["alertmanager", "am"],
@@ -229,7 +236,8 @@ def check_kubectl(cmd):
         a = positional[k]
         if a.startswith("-"):
             # skip a flag and, for the namespace-style flags that take a separate value, its value
-            if a in ("-n", "--namespace", "--context", "--kubeconfig", "-s", "--server") and "=" not in a:
+            if a in ("-n", "--namespace", "--context", "--kubeconfig", "-s", "--server", "-l", "--selector", "-c",
+                     "--container", "--field-selector", "-o", "--output") and "=" not in a:
                 k += 2
             else:
                 k += 1
@@ -253,6 +261,12 @@ def check_kubectl(cmd):
         if bad in err:
             return f"kubectl rejects it: {err.strip().splitlines()[0]}"
     verb = path[0]
+    if verb == "logs" and any(a in ("-l", "--selector") or a.startswith(("-l=", "--selector=")) or
+                              (a.startswith("-l") and not a.startswith("--")) for a in args):
+        tails = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--tail"]
+        tails += [a.split("=", 1)[1] for a in args if a.startswith("--tail=")]
+        if tails != ["-1"]:
+            return "kubectl logs with a selector shows 10 lines per pod unless --tail=-1 (the whole --since window)"
     if verb in TYPED | POD_OR_TYPED:
         # the first positional after the verb path (skipping flag values taken by the flags we know take one)
         pos, skip = [], False
@@ -293,10 +307,24 @@ def promql_check(prom, root):
     return n, failures
 
 
+# ----------------------------------------------------------------------------------------------------- tenant ----
+NAMESPACE_MATCHER = re.compile(r'\bnamespace\s*(?:=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def tenant_check(root):
+    """(count, [(where, expr)]) of the PromQL of runbooks/ and docs/ and the dashboard's queries that name a namespace."""
+    from . import dashboard
+
+    exprs = [(f"{rel}:{line}", text) for rel, line, kind, text in extract(root) if kind == "promql"]
+    exprs += [(f"dashboard panel {title!r} {ref}", expr) for title, ref, expr in dashboard.queries(dashboard.render())]
+    bad = [(where, e) for where, e in exprs if any("$" not in v for v in NAMESPACE_MATCHER.findall(e))]
+    return len(exprs), bad
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("list", "kubectl", "promql"):
+    for name in ("list", "kubectl", "promql", "tenant"):
         s = sub.add_parser(name)
         s.add_argument("root", nargs="?", default=".")
         if name == "promql":
@@ -317,6 +345,12 @@ def main(argv=None):
                 print(f"FAIL: {rel}:{line}: {text}\n      {why}", file=sys.stderr)
         print(f"doccheck kubectl: {len(cmds)} kubectl commands from {len(sources(a.root))} files "
               f"(runbooks/*.md, docs/*.md), {bad} failed")
+        return 1 if bad else 0
+    if a.cmd == "tenant":
+        n, bad = tenant_check(a.root)
+        for where, text in bad:
+            print(f"FAIL: {where}: names a namespace: {text}", file=sys.stderr)
+        print(f"doccheck tenant: {n} PromQL expressions of runbooks/, docs/ and the dashboard, {len(bad)} name a namespace")
         return 1 if bad else 0
     n, failures = promql_check(a.prom, a.root)
     for rel, line, text, err in failures:
