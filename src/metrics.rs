@@ -9,9 +9,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::bulkhead::Refused;
 use crate::cgroup::CpuStat;
 pub use crate::labels::LimitReason;
-use crate::labels::{AuditAction, CODES, Method, Route, code_index};
+use crate::labels::{CODES, Method, Route, code_index};
 use crate::process::ProcessStats;
 
 /// The exact Content-Type Prometheus 3 expects for this format.
@@ -47,7 +48,11 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     pub connections_accepted: AtomicU64,
     pub panics: AtomicU64,
-    audit_events: [AtomicU64; AuditAction::ALL.len()],
+    /// Audit records queued, by drill route; and drill requests refused because their record could not be.
+    audit_events: [AtomicU64; Route::ALL.len()],
+    audit_refused: AtomicU64,
+    pub drill_denied: AtomicU64,
+    pub accept_errors: AtomicU64,
     pub drain_abandoned: AtomicU64,
     build_labels: String,
     last_render_len: AtomicUsize,
@@ -71,12 +76,12 @@ pub struct Scrape {
     pub shutting_down: bool,
     /// The `/fail/work` drill ratio.
     pub work_error_ratio: f64,
-    pub log_lines_dropped: u64,
+    pub log: crate::log::Stats,
     /// `None` when /proc could not be read: those `process_*` families are left out rather than faked.
     pub process: Option<ProcessStats>,
-    pub start_time_seconds: f64,
+    pub start_time_seconds: Option<f64>,
     pub work: WorkPool,
-    /// The process's CPU cgroup counters; `None` off Linux or outside a CPU-limited cgroup (rendered as 0).
+    /// The process's CPU cgroup counters; `None` off Linux, outside a CPU cgroup, or unreadable: left out.
     pub cpu_cfs: Option<CpuStat>,
 }
 
@@ -89,13 +94,6 @@ pub struct WorkPool {
     pub cpu_backlog: Duration,
     pub threads: usize,
     pub threads_started: u64,
-}
-
-/// Why the bulkhead refused a /work request: a full bulkhead has its own counter, a full CPU backlog is a limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkRefusal {
-    Full,
-    CpuBacklog,
 }
 
 impl Metrics {
@@ -134,6 +132,9 @@ impl Metrics {
             connections_accepted: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             audit_events: std::array::from_fn(|_| AtomicU64::new(0)),
+            audit_refused: AtomicU64::new(0),
+            drill_denied: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
             build_labels,
             last_render_len: AtomicUsize::new(0),
         }
@@ -145,10 +146,11 @@ impl Metrics {
 
     /// Counts one response and its duration. Called for every response, early rejections included.
     pub fn observe(&self, method: Method, route: Route, status: u16, elapsed: Duration) {
-        let code_index = code_index(status).unwrap_or_else(|| {
-            debug_assert!(false, "status {status} missing from CODES");
-            CODES.len() - 1
-        });
+        let Some(code_index) = code_index(status) else {
+            return crate::log::event("error", "status outside the code label set: not counted", |l| {
+                l.uint("status", u64::from(status));
+            });
+        };
         self.requests[counter_index(method, route, code_index)].fetch_add(1, Ordering::Relaxed);
         let h = &self.durations[histogram_index(method, route)];
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
@@ -157,17 +159,20 @@ impl Metrics {
         h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    pub fn work_refused(&self, why: impl Into<WorkRefusal>) {
-        match why.into() {
-            WorkRefusal::Full => self.work_rejections.fetch_add(1, Ordering::Relaxed),
-            WorkRefusal::CpuBacklog => {
+    /// A full bulkhead has its own counter; a full CPU backlog is a limit.
+    pub fn work_refused(&self, why: Refused) {
+        match why {
+            Refused::Full => self.work_rejections.fetch_add(1, Ordering::Relaxed),
+            Refused::CpuBacklog => {
                 self.limit_rejections[LimitReason::WorkCpuBacklog as usize].fetch_add(1, Ordering::Relaxed)
             }
         };
     }
 
-    pub fn audit_event(&self, action: AuditAction) {
-        self.audit_events[action as usize].fetch_add(1, Ordering::Relaxed);
+    /// One drill request's audit record: queued, or not (and the drill then changed nothing).
+    pub fn audit(&self, route: Route, queued: bool) {
+        let counter = if queued { &self.audit_events[route as usize] } else { &self.audit_refused };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn limit_rejected(&self, reason: LimitReason) {
@@ -175,15 +180,12 @@ impl Metrics {
     }
 
     pub fn parse_error(&self, reason: &str) {
-        if let Some(i) = self.parse_reasons.iter().position(|r| *r == reason) {
-            self.parse_errors[i].fetch_add(1, Ordering::Relaxed);
+        match self.parse_reasons.iter().position(|r| *r == reason) {
+            Some(i) => _ = self.parse_errors[i].fetch_add(1, Ordering::Relaxed),
+            None => crate::log::event("error", "parse error reason outside the label set: not counted", |l| {
+                l.str("reason", reason);
+            }),
         }
-    }
-
-    /// The current value of one request counter, for the unit tests (production reads them through `render`).
-    #[cfg(test)]
-    fn requests_total(&self, method: Method, route: Route, status: u16) -> u64 {
-        code_index(status).map_or(0, |i| self.requests[counter_index(method, route, i)].load(Ordering::Relaxed))
     }
 
     /// Renders every family in the text exposition format 0.0.4.
@@ -311,19 +313,40 @@ impl Metrics {
         counter(
             out,
             "sremini_log_lines_dropped_total",
-            "Request log lines dropped because stdout could not keep up.",
-            scrape.log_lines_dropped,
+            "Log lines dropped because stdout could not keep up or a write to it failed.",
+            scrape.log.dropped_lines,
         );
+        counter(out, "sremini_log_write_errors_total", "Writes to stdout that failed.", scrape.log.write_errors);
         family(
             out,
             "sremini_audit_events_total",
             "counter",
             "Audit records of state-changing (drill) requests, by action.",
         );
-        for action in AuditAction::ALL {
-            let v = self.audit_events[action as usize].load(Ordering::Relaxed);
-            let _ = writeln!(out, "sremini_audit_events_total{{action=\"{}\"}} {v}", action.label());
+        for route in Route::ALL {
+            if let Some(action) = route.action() {
+                let v = self.audit_events[route as usize].load(Ordering::Relaxed);
+                let _ = writeln!(out, "sremini_audit_events_total{{action=\"{action}\"}} {v}");
+            }
         }
+        counter(
+            out,
+            "sremini_audit_refused_total",
+            "Drill requests answered 503 and not carried out because their audit record could not be queued.",
+            self.audit_refused.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "sremini_drill_unauthorized_total",
+            "Drill requests answered 401: no bearer token, or not the one in DRILL_TOKEN_FILE.",
+            self.drill_denied.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "sremini_accept_errors_total",
+            "Failed accepts (out of descriptors or buffers), each followed by a pause before accepting again.",
+            self.accept_errors.load(Ordering::Relaxed),
+        );
         family(out, "sremini_build_info", "gauge", "Build metadata; the value is always 1.");
         let _ = writeln!(out, "sremini_build_info{{{}}} 1", self.build_labels);
 
@@ -336,16 +359,17 @@ impl Metrics {
             );
             gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes as f64);
             gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_bytes as f64);
-            gauge(out, "process_open_fds", "Number of open file descriptors.", p.open_fds as f64);
-            gauge(out, "process_max_fds", "Maximum number of open file descriptors.", p.max_fds as f64);
+            if let Some(n) = p.open_fds {
+                gauge(out, "process_open_fds", "Number of open file descriptors.", n as f64);
+            }
+            if let Some(n) = p.max_fds {
+                gauge(out, "process_max_fds", "Maximum number of open file descriptors.", n as f64);
+            }
             gauge(out, "process_threads", "Number of OS threads in the process.", p.threads as f64);
         }
-        gauge(
-            out,
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-            scrape.start_time_seconds,
-        );
+        if let Some(start) = scrape.start_time_seconds {
+            gauge(out, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.", start);
+        }
         self.render_runtime(scrape, out);
         self.last_render_len.store(out.len() + out.len() / 8, Ordering::Relaxed);
     }
@@ -387,7 +411,7 @@ impl Metrics {
             "Requests still unanswered when the drain timeout ran out.",
             self.drain_abandoned.load(Ordering::Relaxed),
         );
-        let cpu = scrape.cpu_cfs.unwrap_or_default();
+        let Some(cpu) = scrape.cpu_cfs else { return };
         counter(
             out,
             "sremini_cpu_cfs_periods_total",
@@ -502,16 +526,16 @@ mod tests {
             resident_bytes: 1 << 20,
             virtual_bytes: 1 << 24,
             threads: 3,
-            open_fds: 9,
-            max_fds: 1024,
+            open_fds: Some(9),
+            max_fds: Some(1024),
         };
         let scrape = Scrape {
             ready: true,
             shutting_down: false,
             work_error_ratio: 0.5,
-            log_lines_dropped: 7,
+            log: crate::log::Stats { dropped_lines: 7, write_errors: 0 },
             process: Some(process),
-            start_time_seconds: 1.7e9,
+            start_time_seconds: Some(1.7e9),
             work: WorkPool::default(),
             cpu_cfs: None,
         };
@@ -604,6 +628,7 @@ mod tests {
                 });
             }
         });
-        assert_eq!(m.requests_total(Method::Get, Route::Healthz, 200), 40_000);
+        let i = counter_index(Method::Get, Route::Healthz, code_index(200).unwrap());
+        assert_eq!(m.requests[i].load(Ordering::Relaxed), 40_000);
     }
 }

@@ -30,12 +30,14 @@ pub const IDLE_THREAD_RETIRE: Duration = Duration::from_secs(30);
 /// after the loops have had what they need.
 pub const BURNER_NICE: i32 = 10;
 
-/// How a /work run ended.
+/// How a /work request ended: the one outcome type, from admission to the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkOutcome {
     Done,
     /// The work panicked; the caller answers 500.
     Panicked,
+    /// Not admitted; the caller answers 503 at once.
+    Refused(Refused),
 }
 
 /// Why a /work request was not admitted.
@@ -156,18 +158,20 @@ impl Bulkhead {
         }
     }
 
-    /// Admits one /work run (burn `cpu` of CPU time, then sleep `delay`) or refuses it at once.
-    /// `done` runs on the pool thread after the slot is released, so a caller woken by it can admit more.
-    pub fn try_start(
-        &self,
-        cpu: Duration,
-        delay: Duration,
-        done: impl FnOnce(WorkOutcome) + Send + 'static,
-    ) -> Result<(), Refused> {
+    /// Runs one /work (burn `cpu` of CPU time, then sleep `delay`) or refuses it. `done` runs exactly once:
+    /// at once with [`WorkOutcome::Refused`], or on the pool thread after the slot is released, so a caller
+    /// woken by it can admit more.
+    pub fn start(&self, cpu: Duration, delay: Duration, done: impl FnOnce(WorkOutcome) + Send + 'static) {
+        if let Err(why) = self.admit(cpu, delay, Box::new(done)) {
+            why.1(WorkOutcome::Refused(why.0));
+        }
+    }
+
+    fn admit(&self, cpu: Duration, delay: Duration, done: DoneFn) -> Result<(), (Refused, DoneFn)> {
         let inner = &self.inner;
         if inner.active.fetch_add(1, Ordering::AcqRel) >= inner.limits.max_concurrent {
             inner.active.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused::Full);
+            return Err((Refused::Full, done));
         }
         let cpu_nanos = cpu.as_nanos().min(u64::MAX as u128) as u64;
         let backlog_max = inner.limits.cpu_backlog.as_nanos().min(u64::MAX as u128) as u64;
@@ -176,11 +180,11 @@ impl Bulkhead {
         });
         if reserved.is_err() {
             inner.active.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused::CpuBacklog);
+            return Err((Refused::CpuBacklog, done));
         }
         let admitted = Admitted { inner: Arc::clone(inner), cpu_nanos };
         let id = inner.next_job.fetch_add(1, Ordering::Relaxed);
-        let job = Job { id, cpu, delay, admitted, done: Box::new(done) };
+        let job = Job { id, cpu, delay, admitted, done };
         let mut pool = lock(&inner.pool);
         pool.jobs.push_back(job);
         // Every thread that is not busy takes a queued job before it waits, so a new thread is needed only
@@ -207,8 +211,8 @@ impl Bulkhead {
         if pool.threads == 0
             && let Some(at) = pool.jobs.iter().position(|j| j.id == id)
         {
-            drop(pool.jobs.remove(at));
-            return Err(Refused::Full);
+            let job = pool.jobs.remove(at).expect("found above");
+            return Err((Refused::Full, job.done));
         }
         Ok(())
     }
@@ -371,6 +375,17 @@ mod tests {
     use std::sync::mpsc;
 
     const GENEROUS: Duration = Duration::from_secs(20);
+
+    impl Bulkhead {
+        fn try_start(
+            &self,
+            cpu: Duration,
+            delay: Duration,
+            done: impl FnOnce(WorkOutcome) + Send + 'static,
+        ) -> Result<(), Refused> {
+            self.admit(cpu, delay, Box::new(done)).map_err(|e| e.0)
+        }
+    }
 
     fn limits(max_concurrent: usize, cpu_backlog_ms: u64) -> WorkLimits {
         WorkLimits {
