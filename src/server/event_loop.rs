@@ -36,8 +36,9 @@ const WRITE_PER_TURN: usize = 64 * 1024;
 /// Go's `Server.Serve` does, and resets with the next accept that works.
 const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Failed accepts are logged at most once per this, with the count since the last line.
-const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
+/// Failed accepts are logged at most once per this, with the count since the last line: while descriptors stay
+/// exhausted, the log gets a line now and then, not a flood.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Refused connections (over the cap) lingered on at most; past this they are closed at once.
 const MAX_REFUSED_LINGERING: usize = 256;
 const ACCEPTS_PER_TURN: usize = 64;
