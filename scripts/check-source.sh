@@ -23,10 +23,10 @@ unsafe_is_confined() {
   grep -q 'unsafe_code = "deny"' Cargo.toml || { echo "Cargo.toml must deny unsafe_code crate-wide"; return 1; }
   # The documents that count the blocks must say the number the code has.
   local words=(zero one two three four five six seven eight nine ten eleven twelve)
-  grep -q "holds ${words[$blocks]:-$blocks} small calls into \`libc\`" README.md \
-    || { echo "README.md's unsafe section does not say it holds ${words[$blocks]:-$blocks} calls"; return 1; }
-  grep -q "makes \*\*$blocks\*\* \`unsafe\` calls" docs/adoption.md \
-    || { echo "docs/adoption.md's design card does not count $blocks unsafe calls"; return 1; }
+  grep -q "holds $blocks \`unsafe\` blocks" README.md \
+    || { echo "README.md's unsafe section does not say it holds $blocks \`unsafe\` blocks"; return 1; }
+  grep -q "has \*\*$blocks\*\* \`unsafe\` blocks" docs/adoption.md \
+    || { echo "docs/adoption.md's design card does not count $blocks unsafe blocks"; return 1; }
 }
 
 runtime_tree_is_the_budget() {

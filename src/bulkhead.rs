@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::Duration;
 
-use crate::sys;
+use crate::{log, sys};
 
 /// /work threads only sleep and spin; a small stack keeps 500 of them cheap.
 const WORK_THREAD_STACK: usize = 128 * 1024;
@@ -259,11 +259,19 @@ fn run(inner: &Inner, cpu: Duration, delay: Duration, admitted: &mut Admitted) -
     }
 }
 
-/// Burns `cpu` of this thread's own CPU time, however long that takes in wall time under contention.
+/// Burns `cpu` of this thread's own CPU time, however long that takes in wall time under contention. If the
+/// thread's CPU clock cannot be read, says so and burns wall time instead: a burn must end.
 fn burn_cpu(cpu: Duration) {
-    let start = sys::thread_cpu_time();
+    let wall = std::time::Instant::now();
+    let start = sys::thread_cpu_time()
+        .inspect_err(|e| {
+            log::event("error", "cannot read the thread CPU clock: burning wall time", |l| {
+                l.str("error", &e.to_string());
+            });
+        })
+        .ok();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    while sys::thread_cpu_time().saturating_sub(start) < cpu {
+    while start.zip(sys::thread_cpu_time().ok()).map_or(wall.elapsed(), |(s, t)| t.saturating_sub(s)) < cpu {
         for _ in 0..1000 {
             x = std::hint::black_box(x.rotate_left(5) ^ x.wrapping_mul(0x5851_F42D_4C95_7F2D));
         }
@@ -350,8 +358,11 @@ impl CpuBurners {
 }
 
 fn burner_thread(shared: &BurnShared) {
-    if sys::set_this_thread_nice(BURNER_NICE).is_err() {
-        // Not fatal: there are only as many burners as usable CPUs, so the loops still get scheduled.
+    if let Err(e) = sys::set_this_thread_nice(BURNER_NICE) {
+        // Not fatal (there are only as many burners as usable CPUs), but probes then compete with /work.
+        log::event("warn", "cannot lower a CPU burner's priority", |l| {
+            l.str("error", &e.to_string());
+        });
     }
     let mut q = lock(&shared.queue);
     loop {

@@ -215,7 +215,7 @@ pub fn help_text() -> String {
     let mut out = String::from(concat!(
         "sre-mini ",
         env!("CARGO_PKG_VERSION"),
-        ": a std-only HTTP/1.1 reference workload\n\n",
+        ": an HTTP/1.1 reference workload\n\n",
         "usage:\n  sre-mini                 serve on 0.0.0.0:$PORT\n",
         "  sre-mini probe URL       GET http://HOST:PORT/PATH; exit 0 on 2xx, 1 otherwise (2 s timeout)\n",
         "  sre-mini --help | --version\n\nenvironment:\n"

@@ -403,8 +403,13 @@ impl Conn {
                 true
             }
             Err(e) => {
-                // A limit (413) is counted as the limit, anything else as a malformed body.
-                fx.push(e.limit_reason().map_or(Effect::ParseError(e.reason()), Effect::Limit));
+                // A limit counts as one; anything but the body cap also as a malformed body.
+                if let Some(limit) = e.limit_reason() {
+                    fx.push(Effect::Limit(limit));
+                }
+                if !crate::http::counts_only_as_limit(e) {
+                    fx.push(Effect::ParseError(e.reason()));
+                }
                 let resp = Response::owned(e.status(), response::TEXT, format!("{e}\n").into_bytes());
                 self.reject(env, *req, resp, fx);
                 true
