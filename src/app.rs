@@ -14,7 +14,7 @@ use crate::conn::{Effect, Record, Request};
 use crate::http::response::{Response, TEXT};
 use crate::labels::Route;
 use crate::log::{self, JsonLine, LineBuffer};
-use crate::metrics::{self, Metrics, Scrape, WorkPool};
+use crate::metrics::{self, Metrics, Scrape};
 use crate::process::ProcessInfo;
 use crate::state::{AppState, PPM};
 
@@ -76,7 +76,7 @@ impl App {
             metrics: Metrics::new(config.work_delay, &crate::http::parse_error_reasons()),
             bulkhead: Bulkhead::new(limits),
             state: AppState::default(),
-            process: ProcessInfo::new(),
+            process: ProcessInfo::at_start(),
             cpu_cgroup,
             drill_token: (!config.drill_token_file.is_empty())
                 .then(|| TokenFile { path: config.drill_token_file.into(), cached: Mutex::default() }),
@@ -341,7 +341,6 @@ impl App {
 
     /// Everything a `/metrics` answer shows besides the request counters, read now.
     pub fn scrape(&self) -> Scrape {
-        let (stats, limits) = (self.bulkhead.stats(), self.bulkhead.limits());
         Scrape {
             ready: self.state.is_ready(),
             shutting_down: self.state.shutting_down(),
@@ -349,14 +348,7 @@ impl App {
             log: log::stats(),
             process: self.process.read(),
             start_time_seconds: self.process.start_time_seconds,
-            work: WorkPool {
-                active: stats.active,
-                max_concurrent: limits.max_concurrent,
-                cpu_slots: limits.cpu_slots,
-                cpu_backlog: stats.cpu_backlog,
-                threads: stats.threads,
-                threads_started: stats.threads_started,
-            },
+            work: self.bulkhead.stats(),
             cpu_cfs: self.cpu_cgroup.as_ref().and_then(CpuCgroup::stat),
         }
     }

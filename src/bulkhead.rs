@@ -59,10 +59,12 @@ pub struct WorkLimits {
     pub idle_retire: Duration,
 }
 
-/// Counters and gauges for the metrics renderer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The bulkhead and its pool, as a scrape shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WorkStats {
     pub active: usize,
+    pub max_concurrent: usize,
+    pub cpu_slots: usize,
     pub threads: usize,
     pub threads_started: u64,
     pub cpu_backlog: Duration,
@@ -152,6 +154,8 @@ impl Bulkhead {
     pub fn stats(&self) -> WorkStats {
         WorkStats {
             active: self.active(),
+            max_concurrent: self.inner.limits.max_concurrent,
+            cpu_slots: self.inner.limits.cpu_slots,
             threads: lock(&self.inner.pool).threads,
             threads_started: self.inner.threads_started.load(Ordering::Relaxed),
             cpu_backlog: Duration::from_nanos(self.inner.cpu_backlog_nanos.load(Ordering::Acquire)),
@@ -314,11 +318,6 @@ impl CpuBurners {
         }
     }
 
-    /// Burner threads started so far: never more than the slots.
-    pub fn burners(&self) -> usize {
-        lock(&self.shared.queue).burners
-    }
-
     /// Burns `cpu` of CPU time on a burner thread and returns when it is done. Burns on the calling thread
     /// instead if no burner exists and none can be started.
     pub fn burn(&self, cpu: Duration) {
@@ -386,6 +385,13 @@ mod tests {
     use std::sync::mpsc;
 
     const GENEROUS: Duration = Duration::from_secs(20);
+
+    impl CpuBurners {
+        /// Burner threads started so far: never more than the slots.
+        fn burners(&self) -> usize {
+            lock(&self.shared.queue).burners
+        }
+    }
 
     impl Bulkhead {
         fn try_start(
@@ -481,12 +487,12 @@ mod tests {
 
     #[test]
     fn cpu_phase_burns_thread_cpu_time() {
-        let before = crate::process::ProcessInfo::new().read().unwrap().cpu_seconds;
+        let before = crate::process::ProcessInfo::at_start().read().unwrap().cpu_seconds;
         let b = Bulkhead::new(limits(4, 1000));
         let (tx, rx) = mpsc::channel();
         b.try_start(Duration::from_millis(200), Duration::ZERO, move |o| tx.send(o).unwrap()).unwrap();
         assert_eq!(rx.recv_timeout(GENEROUS).unwrap(), WorkOutcome::Done);
-        let used = crate::process::ProcessInfo::new().read().unwrap().cpu_seconds - before;
+        let used = crate::process::ProcessInfo::at_start().read().unwrap().cpu_seconds - before;
         // The process clock ticks at 100 Hz; other tests run alongside, so only the lower bound is meaningful.
         assert!(used >= 0.18, "200 ms of CPU asked, process CPU rose by {used:.3} s");
     }

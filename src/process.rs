@@ -64,7 +64,7 @@ pub fn parse_max_fds(limits: &str) -> Option<u64> {
 }
 
 impl ProcessInfo {
-    pub fn new() -> ProcessInfo {
+    pub fn at_start() -> ProcessInfo {
         let ticks_per_second = sys::clock_ticks_per_second();
         let page_size = sys::page_size();
         let start_time_seconds = std::fs::read_to_string("/proc/self/stat")
@@ -87,12 +87,6 @@ impl ProcessInfo {
             open_fds,
             max_fds,
         })
-    }
-}
-
-impl Default for ProcessInfo {
-    fn default() -> Self {
-        ProcessInfo::new()
     }
 }
 
@@ -130,7 +124,7 @@ mod tests {
 
     #[test]
     fn live_figures_are_plausible() {
-        let info = ProcessInfo::new();
+        let info = ProcessInfo::at_start();
         let s = info.read().unwrap();
         assert!(s.resident_bytes > 0 && s.virtual_bytes >= s.resident_bytes);
         assert!(s.threads >= 1 && s.open_fds >= Some(3) && s.max_fds >= s.open_fds);

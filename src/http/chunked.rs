@@ -45,12 +45,6 @@ impl ChunkedLimits {
     };
 }
 
-impl Default for ChunkedLimits {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
 /// The result of one [`ChunkedDecoder::feed`] call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Feed {
