@@ -119,9 +119,9 @@ config_table! {
     drill_token_file: &'static str = "DRILL_TOKEN_FILE", path none,
         "drills need Authorization: Bearer <this file's content>; a missing or empty file turns them off";
     /// One event-loop thread: it only parses, routes and writes (all slow work runs in the bulkhead). The
-    /// threads share one readiness set, so any of them serves any ready connection; but on this 2-core machine
-    /// with wrk beside it, two threads gave 97k rps at p99 2.4 ms against 122k at 0.47 ms for one (medians of 4,
-    /// docs/performance.md), so the default stays 1. Scale out with replicas; raise WORKERS on dedicated cores.
+    /// threads share one readiness set, so any of them serves any ready connection; but more threads than the CPU
+    /// the pod gets only add queueing (docs/performance.md measures it), so the default stays 1. Scale out with
+    /// replicas; raise WORKERS on dedicated cores.
     workers: usize = "WORKERS", int 1 in 1..=64, "event-loop threads that parse and answer requests";
     work_max_concurrent: usize = "WORK_MAX_CONCURRENT", int 512 in 1..=4096,
         "/work bulkhead: concurrent /work requests before 503";

@@ -179,7 +179,7 @@ impl Metrics {
 
     /// Renders every family in the text exposition format 0.0.4.
     pub fn render(&self, scrape: &Scrape, out: &mut String) {
-        // A populated scrape is 100-200 KB: size the buffer from the last one instead of growing it step by step.
+        // Size the buffer from the last scrape instead of growing it step by step: a populated one is large.
         out.reserve(self.last_render_len.load(Ordering::Relaxed).max(16 * 1024));
         family(out, "http_requests_total", C, "HTTP responses sent, by method, route template and status code.");
         for method in Method::ALL {
