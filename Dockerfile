@@ -34,8 +34,10 @@ WORKDIR /build/sre-mini
 COPY . .
 # The command and flags of scripts/reproducible-build.sh: --locked (exactly Cargo.lock, checksums included),
 # static musl, no build path in the binary, a fixed environment.
-# arm64 adds opt-level z, as scripts/lib.sh target_rustflags does (RUSTFLAGS replaces .cargo/config.toml's).
-RUN TARGET="$(cat /rust-target)" && EXTRA="" && if [ "${TARGET}" = aarch64-unknown-linux-musl ]; then EXTRA="-C opt-level=z"; fi \
+# RUSTFLAGS replaces .cargo/config.toml's per-target rustflags: they are read from there and appended, with the
+# awk of scripts/lib.sh target_rustflags.
+RUN TARGET="$(cat /rust-target)" \
+    && EXTRA="$(awk -v t="[target.${TARGET}]" '$0==t{s=1;next} /^\[/{s=0} s&&/^rustflags *=/{sub(/^[^[]*\[/,"");sub(/\].*/,"");gsub(/"/,"");gsub(/, */," ");print}' .cargo/config.toml)" \
     && TZ=UTC LC_ALL=C CARGO_INCREMENTAL=0 SRE_MINI_REVISION="${SRE_MINI_REVISION}" \
     RUSTFLAGS="--remap-path-prefix=/build/sre-mini=/build/sre-mini --remap-path-prefix=${CARGO_HOME}=/cargo ${EXTRA}" \
     cargo auditable build --release --locked --target "${TARGET}" \

@@ -53,7 +53,10 @@ def get_json(url, timeout=5):
 
 
 def post(url, timeout=5):
-    req = urllib.request.Request(url, data=b"", method="POST")
+    # The drills need the drill token in a cluster (DRILL_TOKEN_FILE); a local binary started without one does not.
+    token = os.environ.get("DRILL_TOKEN", "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(url, data=b"", method="POST", headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.status, r.read().decode(errors="replace").strip()
 

@@ -21,7 +21,7 @@
 # Cluster mode: set TARGET and PROM to port-forwards and nothing is started:
 #   kubectl -n sre-mini port-forward svc/sre-mini 8080:80 &
 #   kubectl -n monitoring port-forward svc/kube-prometheus-stack-prometheus 9090:9090 &
-#   TARGET=http://127.0.0.1:8080 PROM=http://127.0.0.1:9090 bash scripts/drill-burn.sh
+#   [DRILL_TOKEN=...] TARGET=http://127.0.0.1:8080 PROM=http://127.0.0.1:9090 bash scripts/drill-burn.sh
 # The port-forward pins one pod, so the fault and the drill traffic meet on the same pod. With a 15 s scrape and a
 # 30 s rule evaluation the page fires about 2.5-3 minutes after the fault (FIRE_TIMEOUT defaults to 420 s there).
 # The drill spends real error budget: run it in staging, or with the owner's agreement (runbooks/incident.md).

@@ -157,12 +157,10 @@ kill_tracked_on_exit() {
   trap 'exit 130' INT TERM
 }
 
-# target_rustflags TARGET: flags a target adds to every release build. The builds here set RUSTFLAGS (path
-# remapping), which replaces .cargo/config.toml's per-target rustflags, so the flag is repeated here and in the Dockerfile.
-# aarch64 builds at opt-level z: at the profile's "s" its stripped binary is over the 650 KiB budget.
+# target_rustflags TARGET: the rustflags .cargo/config.toml gives TARGET, which is where they are written. The
+# builds here set RUSTFLAGS (path remapping), and RUSTFLAGS replaces the config's per-target rustflags, so they are
+# read from there and appended. The Dockerfile reads them with the same awk.
 target_rustflags() {
-  case "$1" in
-    aarch64-unknown-linux-musl) echo "-C opt-level=z" ;;
-    *) echo "" ;;
-  esac
+  awk -v t="[target.$1]" '$0==t{s=1;next} /^\[/{s=0} s&&/^rustflags *=/{sub(/^[^[]*\[/,"");sub(/\].*/,"");gsub(/"/,"");gsub(/, */," ");print}' \
+    "$ROOT/.cargo/config.toml"
 }

@@ -17,8 +17,8 @@ pub struct VarSpec {
 }
 
 /// Defines the configuration from rows `field: Type = "NAME", kind default [in min..=max], "help";` where kind
-/// is `int` (a plain decimal in the range), `ms` (milliseconds in the range, as a `Duration`) or `switch`
-/// (`on` or `off`). It generates [`Config`], [`Config::DEFAULT`], [`VARS`], the parser and the JSON form.
+/// is `int` (a plain decimal in the range), `ms` (milliseconds in the range, as a `Duration`), `switch`
+/// (`on` or `off`) or `path` (a file path, empty for none). It generates [`Config`], [`Config::DEFAULT`], [`VARS`], the parser and the JSON form.
 /// Write numbers without `_`: the row's own text is what `--help` and the README show.
 macro_rules! config_table {
     ( $(
@@ -80,13 +80,18 @@ macro_rules! config_table {
             }
         }
     };
+    (@default_text path $default:tt) => { "none" };
     (@default_text $kind:ident $default:tt) => { stringify!($default) };
     (@accepts switch) => { "`on` or `off`" };
+    (@accepts path) => { "a file path" };
     (@accepts $kind:ident $min:literal, $max:literal) => { concat!(stringify!($min), "..=", stringify!($max)) };
     (@default switch $ty:ty, on) => { true };
     (@default switch $ty:ty, off) => { false };
     (@default int $ty:ty, $default:literal) => { $default };
     (@default ms $ty:ty, $default:literal) => { Duration::from_millis($default) };
+    (@default path $ty:ty, $default:tt) => { "" };
+    // Read once at start-up and kept for the life of the process; `Config::DEFAULT` needs a type without Drop.
+    (@parse path $ty:ty, $raw:expr) => { Some(&*$raw.clone().leak()) };
     (@parse switch $ty:ty, $raw:expr) => {
         match $raw.as_str() {
             "on" => Some(true),
@@ -110,10 +115,13 @@ config_table! {
     drain_timeout: Duration = "DRAIN_TIMEOUT_MS", ms 8000 in 0..=300000,
         "wait for in-flight requests after the listener closes";
     drills: bool = "DRILLS", switch on, "serve /fail/*, /recover/* and /panic";
+    /// Kubernetes mounts the drill Secret here; unset, a binary started by hand keeps open drills.
+    drill_token_file: &'static str = "DRILL_TOKEN_FILE", path none,
+        "drills need Authorization: Bearer <this file's content>; a missing or empty file turns them off";
     /// One event-loop thread: it only parses, routes and writes (all slow work runs in the bulkhead). The
-    /// threads share one readiness set, so any of them serves any ready connection; but on this 2-core machine
-    /// with wrk beside it, two threads gave 97k rps at p99 2.4 ms against 122k at 0.47 ms for one (medians of 4,
-    /// docs/performance.md), so the default stays 1. Scale out with replicas; raise WORKERS on dedicated cores.
+    /// threads share one readiness set, so any of them serves any ready connection; but more threads than the CPU
+    /// the pod gets only add queueing (docs/performance.md measures it), so the default stays 1. Scale out with
+    /// replicas; raise WORKERS on dedicated cores.
     workers: usize = "WORKERS", int 1 in 1..=64, "event-loop threads that parse and answer requests";
     work_max_concurrent: usize = "WORK_MAX_CONCURRENT", int 512 in 1..=4096,
         "/work bulkhead: concurrent /work requests before 503";
@@ -148,6 +156,15 @@ config_table! {
 /// How one configuration value appears in the `starting` log line.
 trait JsonValue {
     fn json(&self) -> String;
+}
+
+impl JsonValue for &str {
+    fn json(&self) -> String {
+        let mut out = vec![b'"'];
+        crate::log::escape_into(&mut out, self.as_bytes());
+        out.push(b'"');
+        String::from_utf8_lossy(&out).into_owned()
+    }
 }
 
 impl JsonValue for Duration {
@@ -198,7 +215,7 @@ pub fn help_text() -> String {
     let mut out = String::from(concat!(
         "sre-mini ",
         env!("CARGO_PKG_VERSION"),
-        ": a std-only HTTP/1.1 reference workload\n\n",
+        ": an HTTP/1.1 reference workload\n\n",
         "usage:\n  sre-mini                 serve on 0.0.0.0:$PORT\n",
         "  sre-mini probe URL       GET http://HOST:PORT/PATH; exit 0 on 2xx, 1 otherwise (2 s timeout)\n",
         "  sre-mini --help | --version\n\nenvironment:\n"
@@ -249,7 +266,8 @@ mod tests {
     fn every_variable_rejects_just_outside_its_range() {
         for v in VARS {
             let Some((min, max)) = v.accepts.split_once("..=") else {
-                assert!(with(&[(v.name, "maybe")]).is_err(), "{}", v.name);
+                let path = v.accepts == "a file path";
+                assert_eq!(with(&[(v.name, "maybe")]).is_err(), !path, "{}", v.name);
                 continue;
             };
             let (min, max): (u64, u64) = (min.parse().unwrap(), max.parse().unwrap());

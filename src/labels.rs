@@ -6,16 +6,16 @@
 //! an error enum with `ALL`, `status()`, `reason()`, `limit_reason()` and `Display`. Nothing a client sends
 //! becomes a label: a value outside a table maps to its catch-all variant.
 //!
-//! Metrics imports these sets; the router, the parser and the chunked decoder use them. None of them is
+//! Metrics imports these sets; the application, the parser and the chunked decoder use them. None of them is
 //! imported back, so there is no cycle.
 
-/// Defines a label enum from `Variant => "label"` rows: the enum, `ALL` in row order, `label()` and
-/// `from_label()`.
+/// Defines a label enum from `Variant => "label" [, "tag"]` rows: the enum, `ALL` in row order, `label()`,
+/// `from_label()` and `tag()` (the optional second label of a row).
 macro_rules! labels {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident {
-            $( $(#[$vmeta:meta])* $variant:ident => $label:literal ),+ $(,)?
+            $( $(#[$vmeta:meta])* $variant:ident => $label:literal $(, $tag:literal)? ),+ $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -41,8 +41,17 @@ macro_rules! labels {
                     _ => None,
                 }
             }
+
+            /// The row's second label, if it has one.
+            pub const fn tag(self) -> Option<&'static str> {
+                match self {
+                    $( $name::$variant => labels!(@tag $($tag)?) ),+
+                }
+            }
         }
     };
+    (@tag) => { None };
+    (@tag $tag:literal) => { Some($tag) };
 }
 
 /// Defines a rejection enum from rows
@@ -131,19 +140,37 @@ impl Method {
 }
 
 labels! {
-    /// The `route` label: the route template, which is the exact path it answers.
+    /// The `route` label: the route template, which is the exact path it answers. The drills are the rows with a
+    /// second label, their `action` in the audit trail and `sremini_audit_events_total`.
     pub enum Route {
         Healthz => "/healthz",
         Readyz => "/readyz",
         Metrics => "/metrics",
         Work => "/work",
-        FailReady => "/fail/ready",
-        RecoverReady => "/recover/ready",
-        FailWork => "/fail/work",
-        RecoverWork => "/recover/work",
-        Panic => "/panic",
+        FailReady => "/fail/ready", "fail_ready",
+        RecoverReady => "/recover/ready", "recover_ready",
+        FailWork => "/fail/work", "fail_work",
+        RecoverWork => "/recover/work", "recover_work",
+        Panic => "/panic", "panic",
         /// Any other path, and the drill routes when drills are off.
         Unmatched => "unmatched",
+    }
+}
+
+impl Route {
+    /// The drill action of a drill route: state-changing, audited, behind the drill token.
+    pub const fn action(self) -> Option<&'static str> {
+        self.tag()
+    }
+
+    /// The `Allow` value; HEAD only where GET changes nothing.
+    pub fn allow(self) -> &'static str {
+        if self.action().is_some() { "GET, POST" } else { "GET, HEAD" }
+    }
+
+    /// Whether the route serves this method (else 405).
+    pub fn takes(self, method: Method) -> bool {
+        self.allow().split(", ").any(|m| m == method.label())
     }
 }
 
@@ -164,22 +191,11 @@ labels! {
     }
 }
 
-labels! {
-    /// The `action` of `sremini_audit_events_total` and of the audit records: one per drill route
-    /// (`audit::Action::of` maps them; a unit test keeps the two in step).
-    pub enum AuditAction {
-        FailReady => "fail_ready",
-        RecoverReady => "recover_ready",
-        FailWork => "fail_work",
-        RecoverWork => "recover_work",
-        Panic => "panic",
-    }
-}
-
 /// Every final status this server sends, with its reason phrase (RFC 9110 §15): the `code` label's set.
-pub const STATUSES: [(u16, &str); 14] = [
+pub const STATUSES: [(u16, &str); 15] = [
     (200, "OK"),
     (400, "Bad Request"),
+    (401, "Unauthorized"),
     (404, "Not Found"),
     (405, "Method Not Allowed"),
     (408, "Request Timeout"),
@@ -228,7 +244,7 @@ mod tests {
             assert_eq!(*r as usize, i);
         }
         assert!(CODES.windows(2).all(|w| w[0] < w[1]), "codes sorted and unique");
-        assert_eq!(code_index(431), Some(9));
+        assert_eq!(code_index(431), Some(10));
         assert_eq!(code_index(418), None);
     }
 

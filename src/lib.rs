@@ -1,10 +1,11 @@
-//! sre-mini: a std-only HTTP/1.1 reference workload for Kubernetes.
+//! sre-mini: an HTTP/1.1 reference workload for Kubernetes, on `std` and a few libc calls.
 //!
 //! `main_entry` reads the configuration, starts the logger, the server and the signal watch, and hands over
 //! to the shutdown sequence. See ARCHITECTURE.md for the map of modules and threads.
 
+pub mod app;
 pub mod ascii;
-pub mod audit;
+pub mod bulkhead;
 pub mod cgroup;
 pub mod clock;
 pub mod config;
@@ -16,7 +17,6 @@ pub mod metrics;
 pub mod probe;
 pub mod process;
 pub mod request_id;
-pub mod router;
 pub mod server;
 pub mod shutdown;
 pub mod state;
@@ -25,78 +25,10 @@ pub mod sys;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use app::App;
 use config::Config;
-use metrics::{Metrics, Scrape, WorkPool, WorkRefusal};
-use process::ProcessInfo;
 use server::Server;
-use server::bulkhead::{Bulkhead, IDLE_THREAD_RETIRE, Refused, WorkLimits};
-use state::{AppState, Phase};
-
-/// Everything the workers share: configuration, state, metrics and the /work bulkhead.
-pub struct App {
-    pub config: Config,
-    pub state: AppState,
-    pub metrics: Metrics,
-    pub process: ProcessInfo,
-    /// The CPU cgroup the process runs in, when there is one: its quota sizes the CPU gate, its counters are
-    /// exported.
-    pub cpu_cgroup: Option<cgroup::CpuCgroup>,
-    pub bulkhead: Bulkhead,
-}
-
-impl App {
-    pub fn new(config: Config) -> App {
-        let cpu_cgroup = cgroup::CpuCgroup::discover();
-        let limits = WorkLimits {
-            max_concurrent: config.work_max_concurrent,
-            cpu_slots: cgroup::usable_cpus(cpu_cgroup.as_ref().and_then(cgroup::CpuCgroup::quota)),
-            cpu_backlog: config.work_cpu_backlog,
-            idle_retire: IDLE_THREAD_RETIRE,
-        };
-        App {
-            metrics: Metrics::new(config.work_delay, &http::parse_error_reasons()),
-            bulkhead: Bulkhead::new(limits),
-            state: AppState::default(),
-            process: ProcessInfo::new(),
-            cpu_cgroup,
-            config,
-        }
-    }
-
-    /// Everything a `/metrics` answer shows besides the request counters, read now.
-    pub fn scrape(&self) -> Scrape {
-        Scrape {
-            ready: self.state.is_ready(),
-            shutting_down: self.state.shutting_down(),
-            work_error_ratio: self.state.work_fail_ratio(),
-            log_lines_dropped: log::DROPPED_LINES.load(std::sync::atomic::Ordering::Relaxed),
-            process: self.process.read(),
-            start_time_seconds: self.process.start_time_seconds,
-            work: {
-                let (stats, limits) = (self.bulkhead.stats(), self.bulkhead.limits());
-                WorkPool {
-                    active: stats.active,
-                    max_concurrent: limits.max_concurrent,
-                    cpu_slots: limits.cpu_slots,
-                    cpu_backlog: stats.cpu_backlog,
-                    threads: stats.threads,
-                    threads_started: stats.threads_started,
-                }
-            },
-            cpu_cfs: self.cpu_cgroup.as_ref().and_then(cgroup::CpuCgroup::stat),
-        }
-    }
-}
-
-/// The bulkhead's refusal, as metrics counts it: here, so that metrics need not import the server.
-impl From<Refused> for WorkRefusal {
-    fn from(r: Refused) -> WorkRefusal {
-        match r {
-            Refused::Full => WorkRefusal::Full,
-            Refused::CpuBacklog => WorkRefusal::CpuBacklog,
-        }
-    }
-}
+use state::Phase;
 
 /// Exit code for configuration and usage errors.
 const EXIT_USAGE: u8 = 2;
@@ -132,13 +64,22 @@ fn serve() -> ExitCode {
     };
     install_panic_hook();
     log::start();
-    let fd_limit = sys::raise_fd_limit().ok();
+    let fd_limit = sys::raise_fd_limit();
+    if let Err(e) = &fd_limit {
+        log::event("warn", "cannot read or raise the open-file limit", |l| {
+            l.str("error", &e.to_string());
+        });
+    }
+    let fd_limit = fd_limit.ok();
+    let app = Arc::new(App::new(config));
     log::event("info", "starting", |l| {
-        l.str("version", env!("CARGO_PKG_VERSION"))
-            .str("revision", env!("SRE_MINI_REVISION"))
-            .num("fd_limit", fd_limit.unwrap_or(0))
-            .raw("config", &config.to_json());
+        l.str("version", env!("CARGO_PKG_VERSION")).str("revision", env!("SRE_MINI_REVISION"));
+        if let Some(limit) = fd_limit {
+            l.uint("fd_limit", limit);
+        }
+        l.str("drills", app.drill_access()).raw("config", &app.config.to_json());
     });
+    let config = &app.config;
     if let Some(limit) = fd_limit
         && (config.max_connections as u64).saturating_add(64) > limit
     {
@@ -155,7 +96,6 @@ fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = Arc::new(App::new(config));
     let server = match Server::start(Arc::clone(&app)) {
         Ok(s) => s,
         Err(e) => {

@@ -1,35 +1,56 @@
-//! Structured JSON logging on stdout.
+//! Structured JSON logging on stdout, written by one thread that no other thread ever waits for.
 //!
-//! Request lines are appended to a per-worker [`LineBuffer`] and handed to one writer thread per event-loop
-//! turn, through a bounded queue: a slow stdout (a full pipe to the kubelet) costs dropped lines, counted in
-//! `sremini_log_lines_dropped_total`, never a blocked worker. Lifecycle events are rare and written directly.
+//! Every line goes through one queue, bounded in bytes, to the writer thread; no other thread touches stdout.
+//! Request lines are batched per worker ([`LineBuffer`]) and dropped when the queue is full. Audit and lifecycle
+//! lines may also use a reserve beyond that bound; an audit record that does not fit is refused ([`record`]
+//! says so), and its drill changes nothing. A stalled stdout (a log shipper that stopped reading) therefore costs
+//! dropped lines, counted in `sremini_log_lines_dropped_total`, and never a blocked worker.
 
 use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
 
 use crate::{ascii, clock};
 
-/// Every field value is cut to this many bytes (at a character boundary) before escaping.
+/// Every field value is cut to this many bytes before escaping (a character cut in half becomes U+FFFD).
 pub const MAX_FIELD_BYTES: usize = 1024;
-/// Bytes that may wait in the queue to stdout; past this, request lines are dropped and counted.
+/// Bytes that may wait for stdout; past this, request lines are dropped and counted.
 pub const MAX_QUEUED_BYTES: usize = 8 << 20;
+/// Further bytes that audit and lifecycle lines may queue once request lines are being dropped.
+pub const RESERVE_BYTES: usize = 1 << 20;
+/// Request lines wait in a worker's buffer at most this long (or until it holds [`BATCH_BYTES`]), so a busy
+/// worker hands the writer one batch per few hundred requests instead of waking it for every turn.
+pub const BATCH_DELAY: Duration = Duration::from_millis(20);
+pub const BATCH_BYTES: usize = 32 * 1024;
 
 struct Batch {
     bytes: Vec<u8>,
     lines: u64,
 }
 
-static QUEUE: OnceLock<SyncSender<Batch>> = OnceLock::new();
-/// Bytes handed to the writer and not yet written: bounds memory, and tells `flush` when it is done.
+static QUEUE: OnceLock<Sender<Batch>> = OnceLock::new();
+/// Bytes handed to the writer and not yet written: the queue's bound, and what `flush` waits on.
 static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
-pub static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
+static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
+static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
 
-/// Starts the writer thread. Without it (unit tests), batches go straight to stdout.
+/// The writer's counters, for the metrics page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub dropped_lines: u64,
+    pub write_errors: u64,
+}
+
+pub fn stats() -> Stats {
+    Stats { dropped_lines: DROPPED_LINES.load(Ordering::Relaxed), write_errors: WRITE_ERRORS.load(Ordering::Relaxed) }
+}
+
+/// Starts the writer thread. Without it (unit tests), lines go straight to stdout.
 pub fn start() {
     QUEUE.get_or_init(|| {
-        let (tx, rx) = mpsc::sync_channel::<Batch>(1024);
+        let (tx, rx) = mpsc::channel::<Batch>();
         if let Err(e) = std::thread::Builder::new().name("log-writer".into()).spawn(move || write_loop(rx)) {
             eprintln!("sre-mini: cannot start the log writer thread: {e}");
         }
@@ -38,49 +59,63 @@ pub fn start() {
 }
 
 fn write_loop(rx: Receiver<Batch>) {
-    let stdout = std::io::stdout();
+    let mut out = std::io::stdout().lock();
     while let Ok(batch) = rx.recv() {
-        let mut out = stdout.lock();
-        let mut written = batch.bytes.len();
-        let _ = out.write_all(&batch.bytes);
-        // Take whatever else is already waiting before flushing, so a busy server makes few syscalls.
-        while let Ok(more) = rx.try_recv() {
-            written += more.bytes.len();
-            let _ = out.write_all(&more.bytes);
+        // Take whatever else is already waiting, so a busy server makes few write calls.
+        let mut batches = vec![batch];
+        batches.extend(rx.try_iter());
+        for b in batches {
+            if out.write_all(&b.bytes).and_then(|()| out.flush()).is_err() {
+                WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+                DROPPED_LINES.fetch_add(b.lines, Ordering::Relaxed);
+            }
+            QUEUED_BYTES.fetch_sub(b.bytes.len(), Ordering::Release);
         }
-        let _ = out.flush();
-        QUEUED_BYTES.fetch_sub(written, Ordering::Release);
     }
 }
 
-/// Request lines wait in a worker's buffer at most this long (or until it holds [`BATCH_BYTES`]), so a busy
-/// worker hands the writer one batch per few hundred requests instead of waking it for every turn.
-pub const BATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
-pub const BATCH_BYTES: usize = 32 * 1024;
+/// Hands a batch to the writer if it fits under `limit` queued bytes; else drops and counts it.
+fn submit(batch: Batch, limit: usize) -> bool {
+    let Some(queue) = QUEUE.get() else {
+        return std::io::stdout().lock().write_all(&batch.bytes).is_ok();
+    };
+    let len = batch.bytes.len();
+    if QUEUED_BYTES.fetch_add(len, Ordering::AcqRel) + len > limit {
+        QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
+        DROPPED_LINES.fetch_add(batch.lines, Ordering::Relaxed);
+        return false;
+    }
+    let lines = batch.lines;
+    queue.send(batch).is_ok() || {
+        QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
+        DROPPED_LINES.fetch_add(lines, Ordering::Relaxed);
+        false
+    }
+}
 
 /// Request lines collected by one worker, handed to the writer in batches.
 #[derive(Default)]
 pub struct LineBuffer {
     bytes: Vec<u8>,
     lines: u64,
-    first_at: Option<std::time::Instant>,
+    first_at: Option<Instant>,
 }
 
 impl LineBuffer {
-    pub fn push(&mut self, line: &JsonLine) {
+    pub fn push(&mut self, mut line: JsonLine) {
+        line.buf.extend_from_slice(b"}\n");
         self.bytes.extend_from_slice(&line.buf);
-        self.bytes.push(b'\n');
         self.lines += 1;
-        self.first_at.get_or_insert_with(std::time::Instant::now);
+        self.first_at.get_or_insert_with(Instant::now);
     }
 
     /// When the buffered lines must be handed over, if any are buffered.
-    pub fn due(&self) -> Option<std::time::Instant> {
+    pub fn due(&self) -> Option<Instant> {
         self.first_at.map(|t| t + BATCH_DELAY)
     }
 
     /// Hands the lines over if they have waited long enough or the batch is full.
-    pub fn flush_if_due(&mut self, now: std::time::Instant) {
+    pub fn flush_if_due(&mut self, now: Instant) {
         if self.bytes.len() >= BATCH_BYTES || self.due().is_some_and(|d| now >= d) {
             self.flush();
         }
@@ -88,55 +123,38 @@ impl LineBuffer {
 
     /// Hands the lines to the writer; never blocks. Keeps a modest buffer for the next turn.
     pub fn flush(&mut self) {
-        if self.bytes.is_empty() {
-            return;
+        if !self.bytes.is_empty() {
+            let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(BATCH_BYTES));
+            self.first_at = None;
+            submit(Batch { bytes, lines: std::mem::take(&mut self.lines) }, MAX_QUEUED_BYTES);
         }
-        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(BATCH_BYTES));
-        let lines = std::mem::take(&mut self.lines);
-        self.first_at = None;
-        submit(Batch { bytes, lines });
     }
 }
 
-fn submit(batch: Batch) {
-    let Some(queue) = QUEUE.get() else {
-        let _ = std::io::stdout().lock().write_all(&batch.bytes);
-        return;
-    };
-    let len = batch.bytes.len();
-    if QUEUED_BYTES.fetch_add(len, Ordering::AcqRel) + len > MAX_QUEUED_BYTES {
-        QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
-        DROPPED_LINES.fetch_add(batch.lines, Ordering::Relaxed);
-        return;
-    }
-    if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) = queue.try_send(batch) {
-        QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
-        DROPPED_LINES.fetch_add(b.lines, Ordering::Relaxed);
-    }
-}
-
-/// Writes one lifecycle line synchronously, after whatever request lines are queued.
+/// Queues one lifecycle line (dropped and counted only if even the reserve is full).
 pub fn event(level: &str, msg: &str, fields: impl FnOnce(&mut JsonLine)) {
     let mut line = JsonLine::new(level, msg);
     fields(&mut line);
-    write_line(line);
+    record(line);
 }
 
-/// Writes one finished line synchronously, like [`event`]: for records that must not be dropped (audit).
-pub fn write_line(line: JsonLine) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(line.finish().as_bytes());
-    let _ = out.write_all(b"\n");
-    let _ = out.flush();
+/// Queues one line that must not be lost silently (an audit record). False when it could not be queued.
+pub fn record(mut line: JsonLine) -> bool {
+    line.buf.extend_from_slice(b"}\n");
+    submit(Batch { bytes: line.buf, lines: 1 }, MAX_QUEUED_BYTES + RESERVE_BYTES)
 }
 
 /// Waits (at most `limit`) until the writer has written everything queued so far. Used before exit.
-pub fn flush(limit: std::time::Duration) {
-    let deadline = std::time::Instant::now() + limit;
-    while QUEUED_BYTES.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(2));
+pub fn flush(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while QUEUED_BYTES.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
     }
-    let _ = std::io::stdout().lock().flush();
+}
+
+/// At most `max` bytes of `v`.
+pub fn cut(v: &[u8], max: usize) -> &[u8] {
+    &v[..v.len().min(max)]
 }
 
 /// A JSON object under construction. Keys are our own literals; values are escaped and truncated.
@@ -223,21 +241,16 @@ impl JsonLine {
         self.buf.extend_from_slice(b"\":");
     }
 
+    #[cfg(test)]
     pub fn finish(mut self) -> String {
         self.buf.push(b'}');
-        // Only escaped text and ASCII went in, so this never replaces anything.
         String::from_utf8_lossy(&self.buf).into_owned()
-    }
-
-    /// Closes the object in place, for [`LineBuffer::push`].
-    pub fn close(&mut self) {
-        self.buf.push(b'}');
     }
 }
 
 /// Escapes for a JSON string, after cutting the input to [`MAX_FIELD_BYTES`].
 pub fn escape_into(out: &mut Vec<u8>, value: &[u8]) {
-    let value = &value[..value.len().min(MAX_FIELD_BYTES)];
+    let value = cut(value, MAX_FIELD_BYTES);
     // Most values are plain printable ASCII: copy that prefix in one go.
     let clean = value.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f).unwrap_or(value.len());
     out.extend_from_slice(&value[..clean]);

@@ -9,9 +9,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::bulkhead::{Refused, WorkStats};
 use crate::cgroup::CpuStat;
 pub use crate::labels::LimitReason;
-use crate::labels::{AuditAction, CODES, Method, Route, code_index};
+use crate::labels::{CODES, Method, Route, code_index};
 use crate::process::ProcessStats;
 
 /// The exact Content-Type Prometheus 3 expects for this format.
@@ -47,7 +48,11 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     pub connections_accepted: AtomicU64,
     pub panics: AtomicU64,
-    audit_events: [AtomicU64; AuditAction::ALL.len()],
+    /// Audit records queued, by drill route; and drill requests refused because their record could not be.
+    audit_events: [AtomicU64; Route::ALL.len()],
+    audit_refused: AtomicU64,
+    pub drill_denied: AtomicU64,
+    pub accept_errors: AtomicU64,
     pub drain_abandoned: AtomicU64,
     build_labels: String,
     last_render_len: AtomicUsize,
@@ -71,31 +76,13 @@ pub struct Scrape {
     pub shutting_down: bool,
     /// The `/fail/work` drill ratio.
     pub work_error_ratio: f64,
-    pub log_lines_dropped: u64,
+    pub log: crate::log::Stats,
     /// `None` when /proc could not be read: those `process_*` families are left out rather than faked.
     pub process: Option<ProcessStats>,
-    pub start_time_seconds: f64,
-    pub work: WorkPool,
-    /// The process's CPU cgroup counters; `None` off Linux or outside a CPU-limited cgroup (rendered as 0).
+    pub start_time_seconds: Option<f64>,
+    pub work: WorkStats,
+    /// The process's CPU cgroup counters; `None` off Linux, outside a CPU cgroup, or unreadable: left out.
     pub cpu_cfs: Option<CpuStat>,
-}
-
-/// The /work bulkhead and its thread pool, as a scrape shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct WorkPool {
-    pub active: usize,
-    pub max_concurrent: usize,
-    pub cpu_slots: usize,
-    pub cpu_backlog: Duration,
-    pub threads: usize,
-    pub threads_started: u64,
-}
-
-/// Why the bulkhead refused a /work request: a full bulkhead has its own counter, a full CPU backlog is a limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkRefusal {
-    Full,
-    CpuBacklog,
 }
 
 impl Metrics {
@@ -134,6 +121,9 @@ impl Metrics {
             connections_accepted: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             audit_events: std::array::from_fn(|_| AtomicU64::new(0)),
+            audit_refused: AtomicU64::new(0),
+            drill_denied: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
             build_labels,
             last_render_len: AtomicUsize::new(0),
         }
@@ -145,10 +135,11 @@ impl Metrics {
 
     /// Counts one response and its duration. Called for every response, early rejections included.
     pub fn observe(&self, method: Method, route: Route, status: u16, elapsed: Duration) {
-        let code_index = code_index(status).unwrap_or_else(|| {
-            debug_assert!(false, "status {status} missing from CODES");
-            CODES.len() - 1
-        });
+        let Some(code_index) = code_index(status) else {
+            return crate::log::event("error", "status outside the code label set: not counted", |l| {
+                l.uint("status", u64::from(status));
+            });
+        };
         self.requests[counter_index(method, route, code_index)].fetch_add(1, Ordering::Relaxed);
         let h = &self.durations[histogram_index(method, route)];
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
@@ -157,17 +148,20 @@ impl Metrics {
         h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    pub fn work_refused(&self, why: impl Into<WorkRefusal>) {
-        match why.into() {
-            WorkRefusal::Full => self.work_rejections.fetch_add(1, Ordering::Relaxed),
-            WorkRefusal::CpuBacklog => {
+    /// A full bulkhead has its own counter; a full CPU backlog is a limit.
+    pub fn work_refused(&self, why: Refused) {
+        match why {
+            Refused::Full => self.work_rejections.fetch_add(1, Ordering::Relaxed),
+            Refused::CpuBacklog => {
                 self.limit_rejections[LimitReason::WorkCpuBacklog as usize].fetch_add(1, Ordering::Relaxed)
             }
         };
     }
 
-    pub fn audit_event(&self, action: AuditAction) {
-        self.audit_events[action as usize].fetch_add(1, Ordering::Relaxed);
+    /// One drill request's audit record: queued, or not (and the drill then changed nothing).
+    pub fn audit(&self, route: Route, queued: bool) {
+        let counter = if queued { &self.audit_events[route as usize] } else { &self.audit_refused };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn limit_rejected(&self, reason: LimitReason) {
@@ -175,27 +169,19 @@ impl Metrics {
     }
 
     pub fn parse_error(&self, reason: &str) {
-        if let Some(i) = self.parse_reasons.iter().position(|r| *r == reason) {
-            self.parse_errors[i].fetch_add(1, Ordering::Relaxed);
+        match self.parse_reasons.iter().position(|r| *r == reason) {
+            Some(i) => _ = self.parse_errors[i].fetch_add(1, Ordering::Relaxed),
+            None => crate::log::event("error", "parse error reason outside the label set: not counted", |l| {
+                l.str("reason", reason);
+            }),
         }
-    }
-
-    /// The current value of one request counter, for the unit tests (production reads them through `render`).
-    #[cfg(test)]
-    fn requests_total(&self, method: Method, route: Route, status: u16) -> u64 {
-        code_index(status).map_or(0, |i| self.requests[counter_index(method, route, i)].load(Ordering::Relaxed))
     }
 
     /// Renders every family in the text exposition format 0.0.4.
     pub fn render(&self, scrape: &Scrape, out: &mut String) {
-        // A populated scrape is 100-200 KB: size the buffer from the last one instead of growing it step by step.
+        // Size the buffer from the last scrape instead of growing it step by step: a populated one is large.
         out.reserve(self.last_render_len.load(Ordering::Relaxed).max(16 * 1024));
-        family(
-            out,
-            "http_requests_total",
-            "counter",
-            "HTTP responses sent, by method, route template and status code.",
-        );
+        family(out, "http_requests_total", C, "HTTP responses sent, by method, route template and status code.");
         for method in Method::ALL {
             for route in Route::ALL {
                 for (c, code) in CODES.iter().enumerate() {
@@ -205,232 +191,144 @@ impl Metrics {
                         && matches!(method, Method::Get | Method::Head)
                         && matches!(code, 200 | 500 | 503);
                     if v > 0 || slo_series {
-                        let _ = writeln!(
-                            out,
-                            "http_requests_total{{method=\"{}\",route=\"{}\",code=\"{}\"}} {}",
-                            method.label(),
-                            route.label(),
-                            code,
-                            v
-                        );
+                        let (m, r) = (method.label(), route.label());
+                        let _ =
+                            writeln!(out, "http_requests_total{{method=\"{m}\",route=\"{r}\",code=\"{code}\"}} {v}");
                     }
                 }
             }
         }
-
-        family(
-            out,
-            "http_request_duration_seconds",
-            "histogram",
-            "Time from the first byte of a request to its response being queued, by method and route template.",
-        );
+        let help = "Time from the first byte of a request to its response being queued, by method and route template.";
+        family(out, "http_request_duration_seconds", "histogram", help);
         for method in Method::ALL {
             for route in Route::ALL {
                 let h = &self.durations[histogram_index(method, route)];
                 let counts: Vec<u64> =
                     h.buckets[..=self.bounds.len()].iter().map(|b| b.load(Ordering::Relaxed)).collect();
                 let total: u64 = counts.iter().sum();
-                let always = route == Route::Work && method == Method::Get;
-                if total == 0 && !always {
+                if total == 0 && !(route == Route::Work && method == Method::Get) {
                     continue;
                 }
                 let labels = format!("method=\"{}\",route=\"{}\"", method.label(), route.label());
                 let mut cumulative = 0;
                 for (bound, count) in self.bounds.iter().zip(&counts) {
                     cumulative += count;
-                    let _ = writeln!(
-                        out,
-                        "http_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {cumulative}",
-                        format_le(*bound)
-                    );
+                    let le = format_le(*bound);
+                    let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}");
                 }
                 // Derived from the same snapshot, so +Inf always equals _count.
+                let sum = format_value(h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
                 let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}");
-                let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-                let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {}", format_value(sum));
+                let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {sum}");
                 let _ = writeln!(out, "http_request_duration_seconds_count{{{labels}}} {total}");
             }
         }
-
-        gauge(
-            out,
-            "http_requests_in_flight",
-            "Requests received and not yet answered.",
-            self.in_flight.load(Ordering::Relaxed) as f64,
-        );
-        gauge(out, "sremini_ready", "1 when /readyz answers 200.", bool_value(scrape.ready));
-        gauge(out, "sremini_shutting_down", "1 from the first SIGTERM or SIGINT on.", bool_value(scrape.shutting_down));
-        gauge(
-            out,
-            "sremini_work_error_ratio",
-            "Fraction of /work requests the /fail/work drill turns into 500.",
-            scrape.work_error_ratio,
-        );
-        counter(
-            out,
-            "sremini_work_rejections_total",
-            "/work requests refused with 503 because the bulkhead was full.",
-            self.work_rejections.load(Ordering::Relaxed),
-        );
-
-        family(
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let b = |v: bool| if v { 1.0 } else { 0.0 };
+        let in_flight = self.in_flight.load(Ordering::Relaxed) as f64;
+        one(out, "http_requests_in_flight", G, "Requests received and not yet answered.", in_flight);
+        one(out, "sremini_ready", G, "1 when /readyz answers 200.", b(scrape.ready));
+        one(out, "sremini_shutting_down", G, "1 from the first SIGTERM or SIGINT on.", b(scrape.shutting_down));
+        let help = "Fraction of /work requests the /fail/work drill turns into 500.";
+        one(out, "sremini_work_error_ratio", G, help, scrape.work_error_ratio);
+        let help = "/work requests refused with 503 because the bulkhead was full.";
+        one(out, "sremini_work_rejections_total", C, help, n(&self.work_rejections));
+        labelled(
             out,
             "sremini_limit_rejections_total",
-            "counter",
             "Connections or requests refused by a configured limit, by reason.",
+            LimitReason::ALL.iter().map(|r| ("reason", r.label(), n(&self.limit_rejections[*r as usize]))),
         );
-        for reason in LimitReason::ALL {
-            let v = self.limit_rejections[reason as usize].load(Ordering::Relaxed);
-            let _ = writeln!(out, "sremini_limit_rejections_total{{reason=\"{}\"}} {v}", reason.label());
-        }
-
-        gauge(
+        let open = self.connections_open.load(Ordering::Relaxed) as f64;
+        one(out, "sremini_connections_open", G, "Client connections currently open.", open);
+        let help = "Client connections accepted, refused ones included.";
+        one(out, "sremini_connections_accepted_total", C, help, n(&self.connections_accepted));
+        labelled(
             out,
-            "sremini_connections_open",
-            "Client connections currently open.",
-            self.connections_open.load(Ordering::Relaxed) as f64,
+            "sremini_parse_errors_total",
+            "Requests rejected as malformed, by reason.",
+            self.parse_reasons.iter().zip(&self.parse_errors).map(|(r, v)| ("reason", *r, n(v))),
         );
-        counter(
-            out,
-            "sremini_connections_accepted_total",
-            "Client connections accepted, refused ones included.",
-            self.connections_accepted.load(Ordering::Relaxed),
-        );
-
-        family(out, "sremini_parse_errors_total", "counter", "Requests rejected as malformed, by reason.");
-        for (reason, v) in self.parse_reasons.iter().zip(&self.parse_errors) {
-            let _ = writeln!(out, "sremini_parse_errors_total{{reason=\"{reason}\"}} {}", v.load(Ordering::Relaxed));
-        }
-
-        counter(
-            out,
-            "sremini_panics_total",
-            "Handler panics caught and answered with 500.",
-            self.panics.load(Ordering::Relaxed),
-        );
-        counter(
-            out,
-            "sremini_log_lines_dropped_total",
-            "Request log lines dropped because stdout could not keep up.",
-            scrape.log_lines_dropped,
-        );
-        family(
+        one(out, "sremini_panics_total", C, "Handler panics caught and answered with 500.", n(&self.panics));
+        let help = "Log lines dropped because stdout could not keep up or a write to it failed.";
+        one(out, "sremini_log_lines_dropped_total", C, help, scrape.log.dropped_lines as f64);
+        let errors = scrape.log.write_errors as f64;
+        one(out, "sremini_log_write_errors_total", C, "Writes to stdout that failed.", errors);
+        labelled(
             out,
             "sremini_audit_events_total",
-            "counter",
             "Audit records of state-changing (drill) requests, by action.",
+            Route::ALL.iter().filter_map(|r| Some(("action", r.action()?, n(&self.audit_events[*r as usize])))),
         );
-        for action in AuditAction::ALL {
-            let v = self.audit_events[action as usize].load(Ordering::Relaxed);
-            let _ = writeln!(out, "sremini_audit_events_total{{action=\"{}\"}} {v}", action.label());
-        }
-        family(out, "sremini_build_info", "gauge", "Build metadata; the value is always 1.");
+        let help = "Drill requests answered 503 and not carried out because their audit record could not be queued.";
+        one(out, "sremini_audit_refused_total", C, help, n(&self.audit_refused));
+        let help = "Drill requests answered 401: no bearer token, or not the one in DRILL_TOKEN_FILE.";
+        one(out, "sremini_drill_unauthorized_total", C, help, n(&self.drill_denied));
+        let help = "Failed accepts (out of descriptors or buffers), each followed by a pause before accepting again.";
+        one(out, "sremini_accept_errors_total", C, help, n(&self.accept_errors));
+        family(out, "sremini_build_info", G, "Build metadata; the value is always 1.");
         let _ = writeln!(out, "sremini_build_info{{{}}} 1", self.build_labels);
-
         if let Some(p) = scrape.process {
-            counter_f(
-                out,
-                "process_cpu_seconds_total",
-                "Total user and system CPU time spent in seconds.",
-                p.cpu_seconds,
-            );
-            gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes as f64);
-            gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_bytes as f64);
-            gauge(out, "process_open_fds", "Number of open file descriptors.", p.open_fds as f64);
-            gauge(out, "process_max_fds", "Maximum number of open file descriptors.", p.max_fds as f64);
-            gauge(out, "process_threads", "Number of OS threads in the process.", p.threads as f64);
+            one(out, "process_cpu_seconds_total", C, "Total user and system CPU time spent in seconds.", p.cpu_seconds);
+            let rss = p.resident_bytes as f64;
+            one(out, "process_resident_memory_bytes", G, "Resident memory size in bytes.", rss);
+            one(out, "process_virtual_memory_bytes", G, "Virtual memory size in bytes.", p.virtual_bytes as f64);
+            if let Some(fds) = p.open_fds {
+                one(out, "process_open_fds", G, "Number of open file descriptors.", fds as f64);
+            }
+            if let Some(max) = p.max_fds {
+                one(out, "process_max_fds", G, "Maximum number of open file descriptors.", max as f64);
+            }
+            one(out, "process_threads", G, "Number of OS threads in the process.", p.threads as f64);
         }
-        gauge(
-            out,
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-            scrape.start_time_seconds,
-        );
-        self.render_runtime(scrape, out);
+        if let Some(start) = scrape.start_time_seconds {
+            one(out, "process_start_time_seconds", G, "Start time of the process since unix epoch in seconds.", start);
+        }
+        let w = &scrape.work;
+        one(out, "sremini_work_active", G, "/work requests admitted and not yet answered.", w.active as f64);
+        let help = "/work bulkhead size (WORK_MAX_CONCURRENT).";
+        one(out, "sremini_work_max_concurrent", G, help, w.max_concurrent as f64);
+        let help = "/work requests that may burn CPU at once: usable CPUs, cgroup quota rounded up.";
+        one(out, "sremini_work_cpu_slots", G, help, w.cpu_slots as f64);
+        let help = "CPU time admitted to /work and not yet burned.";
+        one(out, "sremini_work_cpu_backlog_seconds", G, help, w.cpu_backlog.as_secs_f64());
+        one(out, "sremini_work_threads", G, "/work pool threads alive.", w.threads as f64);
+        let help = "/work pool threads started; flat while bursts reuse them.";
+        one(out, "sremini_work_threads_started_total", C, help, w.threads_started as f64);
+        let help = "Requests still unanswered when the drain timeout ran out.";
+        one(out, "sremini_drain_abandoned_total", C, help, n(&self.drain_abandoned));
+        if let Some(cpu) = scrape.cpu_cfs {
+            let help = "CFS enforcement periods of the process's CPU cgroup (0 without a CPU limit).";
+            one(out, "sremini_cpu_cfs_periods_total", C, help, cpu.periods as f64);
+            let help = "CFS periods in which the process's CPU cgroup was throttled.";
+            one(out, "sremini_cpu_cfs_throttled_periods_total", C, help, cpu.throttled_periods as f64);
+            let help = "Time the process's CPU cgroup spent throttled.";
+            one(out, "sremini_cpu_cfs_throttled_seconds_total", C, help, cpu.throttled.as_secs_f64());
+        }
         self.last_render_len.store(out.len() + out.len() / 8, Ordering::Relaxed);
     }
 }
 
-impl Metrics {
-    /// The /work pool and the CPU cgroup, after the process families.
-    fn render_runtime(&self, scrape: &Scrape, out: &mut String) {
-        let work = &scrape.work;
-        gauge(out, "sremini_work_active", "/work requests admitted and not yet answered.", work.active as f64);
-        gauge(
-            out,
-            "sremini_work_max_concurrent",
-            "/work bulkhead size (WORK_MAX_CONCURRENT).",
-            work.max_concurrent as f64,
-        );
-        gauge(
-            out,
-            "sremini_work_cpu_slots",
-            "/work requests that may burn CPU at once: usable CPUs, cgroup quota rounded up.",
-            work.cpu_slots as f64,
-        );
-        gauge(
-            out,
-            "sremini_work_cpu_backlog_seconds",
-            "CPU time admitted to /work and not yet burned.",
-            work.cpu_backlog.as_secs_f64(),
-        );
-        gauge(out, "sremini_work_threads", "/work pool threads alive.", work.threads as f64);
-        counter(
-            out,
-            "sremini_work_threads_started_total",
-            "/work pool threads started; flat while bursts reuse them.",
-            work.threads_started,
-        );
-        counter(
-            out,
-            "sremini_drain_abandoned_total",
-            "Requests still unanswered when the drain timeout ran out.",
-            self.drain_abandoned.load(Ordering::Relaxed),
-        );
-        let cpu = scrape.cpu_cfs.unwrap_or_default();
-        counter(
-            out,
-            "sremini_cpu_cfs_periods_total",
-            "CFS enforcement periods of the process's CPU cgroup (0 without a CPU limit).",
-            cpu.periods,
-        );
-        counter(
-            out,
-            "sremini_cpu_cfs_throttled_periods_total",
-            "CFS periods in which the process's CPU cgroup was throttled.",
-            cpu.throttled_periods,
-        );
-        counter_f(
-            out,
-            "sremini_cpu_cfs_throttled_seconds_total",
-            "Time the process's CPU cgroup spent throttled.",
-            cpu.throttled.as_secs_f64(),
-        );
+const C: &str = "counter";
+const G: &str = "gauge";
+
+/// A family of one sample without labels.
+fn one(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {}", format_value(value));
+}
+
+/// A counter family with one label, one sample per value.
+fn labelled<'a>(out: &mut String, name: &str, help: &str, samples: impl Iterator<Item = (&'a str, &'a str, f64)>) {
+    family(out, name, C, help);
+    for (label, value, v) in samples {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {}", format_value(v));
     }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
     let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    family(out, name, "gauge", help);
-    let _ = writeln!(out, "{name} {}", format_value(value));
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    family(out, name, "counter", help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-fn counter_f(out: &mut String, name: &str, help: &str, value: f64) {
-    family(out, name, "counter", help);
-    let _ = writeln!(out, "{name} {}", format_value(value));
-}
-
-fn bool_value(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
 }
 
 /// HELP text escaping: backslash and line feed (exposition format, "Comments, help text, and type information").
@@ -502,17 +400,17 @@ mod tests {
             resident_bytes: 1 << 20,
             virtual_bytes: 1 << 24,
             threads: 3,
-            open_fds: 9,
-            max_fds: 1024,
+            open_fds: Some(9),
+            max_fds: Some(1024),
         };
         let scrape = Scrape {
             ready: true,
             shutting_down: false,
             work_error_ratio: 0.5,
-            log_lines_dropped: 7,
+            log: crate::log::Stats { dropped_lines: 7, write_errors: 0 },
             process: Some(process),
-            start_time_seconds: 1.7e9,
-            work: WorkPool::default(),
+            start_time_seconds: Some(1.7e9),
+            work: WorkStats::default(),
             cpu_cfs: None,
         };
         let mut s = String::new();
@@ -604,6 +502,7 @@ mod tests {
                 });
             }
         });
-        assert_eq!(m.requests_total(Method::Get, Route::Healthz, 200), 40_000);
+        let i = counter_index(Method::Get, Route::Healthz, code_index(200).unwrap());
+        assert_eq!(m.requests[i].load(Ordering::Relaxed), 40_000);
     }
 }

@@ -12,8 +12,9 @@ pub struct ProcessStats {
     pub resident_bytes: u64,
     pub virtual_bytes: u64,
     pub threads: u64,
-    pub open_fds: u64,
-    pub max_fds: u64,
+    /// None when unreadable (listing /proc/self/fd needs a descriptor itself): left out, not shown as 0.
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
 }
 
 /// Units and the start time, fixed for the life of the process.
@@ -21,7 +22,8 @@ pub struct ProcessStats {
 pub struct ProcessInfo {
     ticks_per_second: u64,
     page_size: u64,
-    pub start_time_seconds: f64,
+    /// None when /proc could not be read: the figure is then left out.
+    pub start_time_seconds: Option<f64>,
 }
 
 /// Fields of /proc/self/stat after the `)`: index 0 is field 3 (`state`) in proc(5) numbering.
@@ -62,22 +64,21 @@ pub fn parse_max_fds(limits: &str) -> Option<u64> {
 }
 
 impl ProcessInfo {
-    pub fn new() -> ProcessInfo {
+    pub fn at_start() -> ProcessInfo {
         let ticks_per_second = sys::clock_ticks_per_second();
         let page_size = sys::page_size();
         let start_time_seconds = std::fs::read_to_string("/proc/self/stat")
             .ok()
             .and_then(|s| parse_stat(&s))
             .zip(std::fs::read_to_string("/proc/stat").ok().and_then(|s| parse_btime(&s)))
-            .map(|(st, btime)| btime as f64 + st.start_ticks as f64 / ticks_per_second as f64)
-            .unwrap_or(0.0);
+            .map(|(st, btime)| btime as f64 + st.start_ticks as f64 / ticks_per_second as f64);
         ProcessInfo { ticks_per_second, page_size, start_time_seconds }
     }
 
     pub fn read(&self) -> Option<ProcessStats> {
         let st = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
-        let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
-        let max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|s| parse_max_fds(&s)).unwrap_or(0);
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64);
+        let max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|s| parse_max_fds(&s));
         Some(ProcessStats {
             cpu_seconds: (st.utime_ticks + st.stime_ticks) as f64 / self.ticks_per_second as f64,
             resident_bytes: st.rss_pages * self.page_size,
@@ -86,12 +87,6 @@ impl ProcessInfo {
             open_fds,
             max_fds,
         })
-    }
-}
-
-impl Default for ProcessInfo {
-    fn default() -> Self {
-        ProcessInfo::new()
     }
 }
 
@@ -129,11 +124,12 @@ mod tests {
 
     #[test]
     fn live_figures_are_plausible() {
-        let info = ProcessInfo::new();
+        let info = ProcessInfo::at_start();
         let s = info.read().unwrap();
         assert!(s.resident_bytes > 0 && s.virtual_bytes >= s.resident_bytes);
-        assert!(s.threads >= 1 && s.open_fds >= 3 && s.max_fds >= s.open_fds);
+        assert!(s.threads >= 1 && s.open_fds >= Some(3) && s.max_fds >= s.open_fds);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-        assert!(info.start_time_seconds > now - 86_400.0 * 365.0 && info.start_time_seconds <= now + 1.0);
+        let start = info.start_time_seconds.unwrap();
+        assert!(start > now - 86_400.0 * 365.0 && start <= now + 1.0);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::App;
+use crate::app::App;
 use crate::log;
 use crate::server::Server;
 use crate::state::Phase;

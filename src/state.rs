@@ -54,25 +54,17 @@ impl AppState {
         self.ready_failed.load(Ordering::Acquire)
     }
 
-    pub fn fail_ready(&self) {
-        self.ready_failed.store(true, Ordering::Release);
-    }
-
-    /// False (and nothing changes) once shutdown has begun: a drained pod must not come back.
-    pub fn recover_ready(&self) -> bool {
-        if self.shutting_down() {
-            return false;
-        }
-        self.ready_failed.store(false, Ordering::Release);
-        true
+    /// Readiness cannot come back once shutdown has begun, whatever this says: see [`AppState::is_ready`].
+    pub fn set_ready_failed(&self, failed: bool) {
+        self.ready_failed.store(failed, Ordering::Release);
     }
 
     pub fn set_work_fail_ppm(&self, ppm: u64) {
         self.work_fail_ppm.store(ppm.min(PPM), Ordering::Release);
     }
 
-    pub fn work_fail_ratio(&self) -> f64 {
-        self.work_fail_ppm.load(Ordering::Acquire) as f64 / PPM as f64
+    pub fn work_fail_ppm(&self) -> u64 {
+        self.work_fail_ppm.load(Ordering::Acquire)
     }
 
     /// Deterministic error injection: of any run of n consecutive /work requests, floor or ceil of n·ratio fail,
@@ -99,13 +91,14 @@ mod tests {
         assert!(!s.is_ready(), "not ready before start-up completes");
         s.advance(Phase::Serving);
         assert!(s.is_ready());
-        s.fail_ready();
+        s.set_ready_failed(true);
         assert!(!s.is_ready());
-        assert!(s.recover_ready());
+        s.set_ready_failed(false);
         assert!(s.is_ready());
         s.advance(Phase::ShuttingDown);
         assert!(!s.is_ready());
-        assert!(!s.recover_ready(), "no recovery while shutting down");
+        s.set_ready_failed(false);
+        assert!(!s.is_ready(), "no recovery while shutting down");
         s.advance(Phase::Serving);
         assert_eq!(s.phase(), Phase::ShuttingDown, "phases never go back");
     }

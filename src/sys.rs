@@ -285,15 +285,15 @@ pub fn page_size() -> u64 {
 }
 
 /// CPU time consumed by the calling thread so far.
-pub fn thread_cpu_time() -> std::time::Duration {
+pub fn thread_cpu_time() -> io::Result<Duration> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable `timespec` on our stack, which is all clock_gettime writes; the clock id
     // is a constant the C library defines for this target.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
-        return std::time::Duration::ZERO;
+        return Err(io::Error::last_os_error());
     }
-    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 /// Sets the calling thread's nice value. On Linux the nice value belongs to the thread, not the process, so
@@ -370,15 +370,16 @@ mod tests {
 
     #[test]
     fn thread_cpu_time_counts_this_threads_cpu_not_sleep() {
-        let before = thread_cpu_time();
+        let now = || thread_cpu_time().unwrap();
+        let before = now();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let slept = thread_cpu_time() - before;
+        let slept = now() - before;
         let start = std::time::Instant::now();
         let mut x = 1u64;
         while start.elapsed() < std::time::Duration::from_millis(50) {
             x = std::hint::black_box(x.wrapping_mul(3));
         }
-        let spun = thread_cpu_time() - before - slept;
+        let spun = now() - before - slept;
         // Generous: sleeping costs almost nothing, spinning costs CPU (less than wall time on a busy machine).
         assert!(slept < std::time::Duration::from_millis(20), "sleep cost {slept:?}");
         assert!(spun > std::time::Duration::from_millis(1), "spin cost only {spun:?}");

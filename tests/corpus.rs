@@ -190,33 +190,45 @@ fn answers(out: &[u8], expect: &[Expected]) -> Result<Vec<Response>, String> {
     Ok(got)
 }
 
-/// Runs one case through the connection machine alone: no socket, the clock moved by hand, /work finished at once.
+/// Runs one case through the connection machine and the application: no socket, the clock moved by hand,
+/// /work finished at once.
 fn run_case_in_machine(case: &Case) -> Result<Vec<u16>, String> {
-    use sre_mini::conn::{Conn, Effect, Env, Settings, WorkResult};
-    use std::sync::atomic::AtomicI64;
+    use sre_mini::conn::{Conn, Effect, Env, Settings};
     let lookup = |k: &str| CORPUS_ENV.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
     let config = sre_mini::config::Config::from_lookup(lookup).unwrap();
     let settings = Settings::new(&config);
-    let app = sre_mini::App::new(config);
+    let app = sre_mini::app::App::new(config);
     app.state.advance(sre_mini::state::Phase::Serving);
-    let gauge = AtomicI64::new(0);
+    let mut in_flight = 0i64;
     let mut now = Instant::now();
     let mut conn = Conn::new(now);
     let (mut out, mut fx, mut closed) = (Vec::new(), Vec::new(), false);
     // Carries out effects and takes all output, as a client that reads everything would.
-    let settle = |conn: &mut Conn, env: &Env, fx: &mut Vec<Effect>, out: &mut Vec<u8>, closed: &mut bool| loop {
-        let mut work = false;
-        for e in fx.drain(..) {
-            match e {
-                Effect::StartWork { .. } => work = true,
-                Effect::Close { .. } => *closed = true,
+    let mut settle = |conn: &mut Conn, env: &Env, fx: &mut Vec<Effect>, out: &mut Vec<u8>, closed: &mut bool| loop {
+        let mut i = 0;
+        while i < fx.len() {
+            match std::mem::replace(&mut fx[i], Effect::Head) {
+                Effect::Head => in_flight += 1,
+                Effect::Record(r) => in_flight -= i64::from(r.in_flight),
+                Effect::Close { abandoned } => {
+                    in_flight -= i64::from(abandoned);
+                    *closed = true;
+                }
+                Effect::Request(req) => {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    let mut log = sre_mini::log::LineBuffer::default();
+                    let answered = app.answer(req, "corpus", &mut log, move |req, _| tx.send(req).unwrap());
+                    let (req, resp) = match answered {
+                        Some(answer) => answer,
+                        None => (rx.recv().unwrap(), app.work_answer(sre_mini::bulkhead::WorkOutcome::Done)),
+                    };
+                    conn.respond(env, *req, resp, fx);
+                }
                 _ => {}
             }
+            i += 1;
         }
-        if work {
-            conn.work_done(env, WorkResult::Done, fx);
-            continue;
-        }
+        fx.clear();
         let n = conn.output().len();
         if n == 0 {
             break;
@@ -224,7 +236,7 @@ fn run_case_in_machine(case: &Case) -> Result<Vec<u16>, String> {
         out.extend_from_slice(conn.output());
         conn.written(env, n, fx);
     };
-    let mk = |now| Env { app: &app, in_flight: &gauge, settings: &settings, date: "D", now };
+    let mk = |now| Env { settings: &settings, date: "D", now, shutting_down: false };
     for seg in &case.segments {
         let env = mk(now);
         conn.received(&env, seg, &mut fx);
@@ -264,7 +276,7 @@ fn run_case_in_machine(case: &Case) -> Result<Vec<u16>, String> {
             return Err("no single 200 for a follow-up on the same connection".into());
         }
     }
-    if gauge.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+    if in_flight != 0 {
         return Err("requests left in flight".into());
     }
     Ok(statuses)

@@ -37,7 +37,7 @@ const LIMIT_REASONS: [&str; 9] = [
     "work_cpu_backlog",
 ];
 /// The contract's families and their types (docs/metrics.md lists their meaning).
-const FAMILIES: [(&str, &str); 32] = [
+const FAMILIES: [(&str, &str); 36] = [
     ("http_requests_total", "counter"),
     ("http_request_duration_seconds", "histogram"),
     ("http_requests_in_flight", "gauge"),
@@ -51,7 +51,11 @@ const FAMILIES: [(&str, &str); 32] = [
     ("sremini_parse_errors_total", "counter"),
     ("sremini_panics_total", "counter"),
     ("sremini_log_lines_dropped_total", "counter"),
+    ("sremini_log_write_errors_total", "counter"),
     ("sremini_audit_events_total", "counter"),
+    ("sremini_audit_refused_total", "counter"),
+    ("sremini_drill_unauthorized_total", "counter"),
+    ("sremini_accept_errors_total", "counter"),
     ("sremini_build_info", "gauge"),
     ("process_cpu_seconds_total", "counter"),
     ("process_resident_memory_bytes", "gauge"),
@@ -1058,7 +1062,7 @@ fn pipelined_scrapes_beyond_the_output_high_water_are_all_answered() {
 /// `cargo test --release --test metrics every_series -- --nocapture`; docs/metrics.md records it.
 #[test]
 fn every_series_populated_still_renders_a_valid_exposition() {
-    use sre_mini::App;
+    use sre_mini::app::App;
     use sre_mini::config::Config;
     use sre_mini::labels::{CODES, Method, Route};
     let app = App::new(Config::from_lookup(|_| None).unwrap());

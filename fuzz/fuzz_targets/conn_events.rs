@@ -1,21 +1,18 @@
-//! Connection machine: arbitrary event sequences (bytes in arbitrary splits, EOF, /work results, the clock,
-//! partial writes, drain, shutdown, socket errors). Invariants: no panic; answers leave in the order their
-//! records were emitted (the status lines written are the records' statuses, in order; a close may drop only the
-//! unwritten tail); nothing is queued or emitted after `Close`; the in-flight gauge never goes below zero and is
-//! zero once the connection is closed.
+//! Connection machine: arbitrary event sequences (bytes in arbitrary splits, EOF, late answers, the clock,
+//! partial writes, drain, shutdown, socket errors), with requests answered from a canned table: no application.
+//! Invariants: no panic; answers leave in the order their records were emitted (the status lines written are the
+//! records' statuses, in order; a close may drop only the unwritten tail); nothing is queued or emitted after
+//! `Close`; the in-flight count never goes below zero and is zero once the connection is closed.
 #![no_main]
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use sre_mini::App;
 use sre_mini::config::Config;
-use sre_mini::conn::{Conn, Effect, Env, Settings, WorkResult};
-use sre_mini::state::Phase;
+use sre_mini::conn::{Conn, Effect, Env, Request, Settings};
+use sre_mini::http::response::Response;
 
 const VARS: &[(&str, &str)] = &[
-    ("DRILLS", "off"),
     ("MAX_HEADER_BYTES", "1024"),
     ("MAX_HEADER_FIELDS", "8"),
     ("MAX_BODY_BYTES", "64"),
@@ -35,11 +32,18 @@ fn statuses(out: &[u8]) -> Vec<u16> {
         .collect()
 }
 
+/// The canned answer: a path starting with /l is answered later (as /work is), others now by their length.
+fn canned(req: &Request) -> Option<Response> {
+    let status = [200, 404, 400, 503][req.path.len() % 4];
+    (!req.path.starts_with("/l")).then(|| Response::text(status, "canned\n"))
+}
+
 fuzz_target!(|data: &[u8]| {
     let config = Config::from_lookup(|k| VARS.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
     let settings = Settings::new(&config);
-    let app = App::new(config);
-    let gauge = AtomicI64::new(0);
+    let mut shutting_down = false;
+    let mut gauge = 0i64;
+    let mut later: Option<Box<Request>> = None;
     let mut now = Instant::now();
     let mut conn = Conn::new(now);
     let mut fx = Vec::new();
@@ -51,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
         let op = data[i];
         let arg = data.get(i + 1).copied().unwrap_or(0) as usize;
         i += 2;
-        let env = Env { app: &app, in_flight: &gauge, settings: &settings, date: "D", now };
+        let env = Env { settings: &settings, date: "D", now, shutting_down };
         match op % 9 {
             0..=2 => {
                 let start = i.min(data.len());
@@ -61,8 +65,9 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => conn.peer_closed(&env, &mut fx),
             4 => {
-                let r = [WorkResult::Done, WorkResult::Panicked, WorkResult::Refused][arg % 3];
-                conn.work_done(&env, r, &mut fx);
+                if let Some(req) = later.take() {
+                    conn.respond(&env, *req, Response::text([200, 500, 503][arg % 3], "late\n"), &mut fx);
+                }
             }
             5 => {
                 now += Duration::from_millis(arg as u64 * 10);
@@ -77,26 +82,40 @@ fuzz_target!(|data: &[u8]| {
             7 => conn.drain(&env, &mut fx),
             _ => {
                 if arg % 2 == 0 {
-                    app.state.advance(Phase::ShuttingDown);
+                    shutting_down = true;
                 } else {
-                    conn.abort(&env, &mut fx);
+                    conn.abort(&mut fx);
                 }
             }
         }
-        for e in fx.drain(..) {
+        let mut k = 0;
+        while k < fx.len() {
+            let e = std::mem::replace(&mut fx[k], Effect::Linger);
+            k += 1;
             assert!(!closed, "effect after Close: {e:?}");
             match e {
-                Effect::Record(r) => recorded.push(r.status),
-                Effect::Close { .. } => closed = true,
-                Effect::PanicDrill { .. } => panic!("drill route reached with no drill in the input"),
+                Effect::Head => gauge += 1,
+                Effect::Request(req) => match canned(&req) {
+                    Some(resp) => conn.respond(&env, *req, resp, &mut fx),
+                    None => later = Some(req),
+                },
+                Effect::Record(r) => {
+                    gauge -= i64::from(r.in_flight);
+                    recorded.push(r.status);
+                }
+                Effect::Close { abandoned } => {
+                    gauge -= i64::from(abandoned);
+                    closed = true;
+                }
                 _ => {}
             }
         }
-        assert!(gauge.load(Ordering::Relaxed) >= 0, "in-flight below zero");
+        fx.clear();
+        assert!(gauge >= 0, "in-flight below zero");
         assert_eq!(closed, conn.is_closed());
         if closed {
             assert!(conn.output().is_empty(), "output queued after Close");
-            assert_eq!(gauge.load(Ordering::Relaxed), 0, "in-flight not back to zero after Close");
+            assert_eq!(gauge, 0, "in-flight not back to zero after Close");
         }
     }
     // Whatever is still queued goes out. The written stream holds the recorded answers in record order; a close
@@ -107,7 +126,11 @@ fuzz_target!(|data: &[u8]| {
     if !closed {
         assert_eq!(sent, recorded, "a recorded answer missing from the output");
     }
-    let env = Env { app: &app, in_flight: &gauge, settings: &settings, date: "D", now };
-    conn.abort(&env, &mut fx);
-    assert_eq!(gauge.load(Ordering::Relaxed), 0, "in-flight not back to zero");
+    conn.abort(&mut fx);
+    for e in fx.drain(..) {
+        if let Effect::Close { abandoned } = e {
+            gauge -= i64::from(abandoned);
+        }
+    }
+    assert_eq!(gauge, 0, "in-flight not back to zero");
 });

@@ -1,37 +1,29 @@
-//! The connection state machine: one HTTP/1.1 connection as a value that takes events and returns effects.
+//! The connection state machine: one HTTP/1.1 connection as a value that takes events and returns effects, in
+//! the shape of h11's `Connection`: it never learns what a route is.
 //!
-//! Events in: bytes read, the peer's end of input, a finished `/work`, the clock (`tick`), bytes written, a drain
-//! sweep. Effects out: a request started (in flight), a request record (for metrics and the log), a limit or
-//! parse rejection, start `/work`, the `/panic` drill, half-close and linger, close; plus the bytes to write
+//! Events in: bytes read, the peer's end of input, the caller's answer ([`Conn::respond`]), the clock (`tick`),
+//! bytes written, a drain sweep. Effects out ([`Effect`]): a head accepted, a complete request to answer, a
+//! record of an answer, a limit or parse rejection, half-close and linger, close; plus the bytes to write
 //! ([`Conn::output`]), what the socket should wait for ([`Conn::interest`]) and when the next deadline falls
-//! ([`Conn::next_deadline`]). No sockets, no threads, no metrics: the I/O loop in `crate::server` carries the
-//! effects out, so every rule here (persistence, pipelining order, limits, timeouts, shutdown phases) is decided
-//! in one place and tested with tables, without sockets.
+//! ([`Conn::next_deadline`]). Framing, persistence, pipelining order, every limit and timeout are decided here
+//! and tested with tables, without sockets; the caller decides only what each request's answer is.
 //!
 //! One [`State`] enum holds everything that varies between requests; what a state needs lives in its variant.
-//! Its types in and out are in `interface`; every transition stays in this file (about 600 lines), so each
-//! move of the one enum can be read in one place.
+//! Its types in and out are in `interface`; every transition stays in this file.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::audit;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::parser::{self, Framing, Parsed};
 use crate::http::response::{self, Persistence, Response};
 use crate::labels::{LimitReason, Method};
-use crate::router::Action;
 
 mod interface;
-#[cfg(test)]
-mod tests;
 
-use interface::Request;
-pub use interface::{Effect, Env, Interest, Record, Settings, WorkResult};
+pub use interface::{Effect, Env, Interest, Record, Request, Settings};
 
 /// Queued output per connection before we stop answering pipelined requests until the client reads. Small, so a
-/// client that pipelines and never reads holds at most this plus one answer (drill: 92 KiB against 251 KiB at 256 KiB).
+/// client that pipelines and never reads holds at most this plus one answer.
 pub const OUTPUT_HIGH_WATER: usize = 16 * 1024;
 /// Buffers above this are given back to the allocator once empty, so memory follows load down again.
 const KEEP_BUFFER_CAPACITY: usize = 16 * 1024;
@@ -76,9 +68,9 @@ enum State {
         req: Box<Request>,
         body: BodyProgress,
     },
-    /// /work is running; later input waits. `peer_closed`: the client has stopped sending meanwhile.
-    Working {
-        req: Box<Request>,
+    /// The caller has the request and has not answered yet; later input waits. `peer_closed`: the client has
+    /// stopped sending meanwhile.
+    Waiting {
         peer_closed: bool,
     },
     /// The last answer is queued; no more requests are read.
@@ -106,12 +98,6 @@ pub struct Conn {
     served: u64,
 }
 
-/// Runs a handler so that an accidental panic becomes an error value for a 500, not a dead worker.
-/// The panic hook has already logged the message and location by the time this returns.
-fn guarded<T>(handler: impl FnOnce() -> T) -> std::thread::Result<T> {
-    catch_unwind(AssertUnwindSafe(handler))
-}
-
 impl Conn {
     pub fn new(now: Instant) -> Conn {
         Conn {
@@ -130,7 +116,7 @@ impl Conn {
         let mut c = Conn::new(env.now);
         fx.push(Effect::Limit(LimitReason::ConnectionCap));
         let req = Request::rejected(env.now, b"");
-        c.finish(env, req, Response::text(503, "connection limit reached\n").retry_after(1), true, fx);
+        c.finish(env, req, Response::text(503, "connection limit reached\n").with("Retry-After", "1"), true, fx);
         c.state = State::Closing { then: if linger { AfterFlush::Linger } else { AfterFlush::Close } };
         c
     }
@@ -144,11 +130,11 @@ impl Conn {
         matches!(self.state, State::Closed)
     }
 
-    /// A request is in flight on this connection (announced and not yet recorded).
+    /// A request is in flight on this connection (its head accepted and not yet answered).
     pub fn in_flight(&self) -> bool {
         match &self.state {
             State::Body { req, .. } => req.in_flight,
-            State::Working { .. } => true,
+            State::Waiting { .. } => true,
             _ => false,
         }
     }
@@ -157,7 +143,7 @@ impl Conn {
         let read = match self.state {
             State::Idle { .. } | State::Head { .. } | State::Body { .. } => self.unread().len() < s.max_input,
             State::Lingering { .. } => true,
-            State::Working { .. } | State::Closing { .. } | State::Closed => false,
+            State::Waiting { .. } | State::Closing { .. } | State::Closed => false,
         };
         Interest { read, write: !self.output().is_empty() }
     }
@@ -174,7 +160,7 @@ impl Conn {
             State::Idle { since, fresh: false } => Some(*since + s.idle_timeout),
             State::Head { started, .. } => Some(*started + s.header_timeout),
             State::Body { req, .. } => Some(req.started + s.body_timeout),
-            State::Working { .. } | State::Closing { .. } | State::Closed => None,
+            State::Waiting { .. } | State::Closing { .. } | State::Closed => None,
             State::Lingering { until, .. } => Some(*until),
         }
     }
@@ -186,7 +172,7 @@ impl Conn {
             State::Lingering { discarded, .. } => {
                 *discarded += data.len();
                 if *discarded > MAX_LINGER_DISCARD {
-                    self.close(env, fx);
+                    self.close(fx);
                 }
             }
             _ => {
@@ -205,15 +191,15 @@ impl Conn {
                 self.process(env, true, fx);
                 match &mut self.state {
                     State::Idle { .. } | State::Head { .. } => self.state = State::Closing { then: AfterFlush::Close },
-                    State::Body { .. } => return self.close(env, fx),
+                    State::Body { .. } => return self.close(fx),
                     // Nobody is left to read out: a reject or a close is a plain close now.
                     State::Closing { then } => *then = AfterFlush::Close,
-                    State::Working { .. } | State::Lingering { .. } | State::Closed => {}
+                    State::Waiting { .. } | State::Lingering { .. } | State::Closed => {}
                 }
             }
             // The client stopped sending mid-body: there is no request to answer.
-            State::Body { .. } | State::Lingering { .. } => return self.close(env, fx),
-            State::Working { peer_closed, .. } => *peer_closed = true,
+            State::Body { .. } | State::Lingering { .. } => return self.close(fx),
+            State::Waiting { peer_closed } => *peer_closed = true,
             State::Closing { then } => *then = AfterFlush::Close,
             State::Closed => return,
         }
@@ -238,27 +224,11 @@ impl Conn {
         self.settle(env, fx);
     }
 
-    /// A `/work` run ended (or could not start).
-    pub fn work_done(&mut self, env: &Env, result: WorkResult, fx: &mut Vec<Effect>) {
-        let (req, peer_closed) = match std::mem::replace(&mut self.state, State::Closed) {
-            State::Working { req, peer_closed } => (req, peer_closed),
-            // A report for a connection that is not waiting for one changes nothing.
-            other => {
-                self.state = other;
-                return;
-            }
-        };
-        let (resp, panicked) = match result {
-            WorkResult::Done => (Response::text(200, "work done\n"), false),
-            WorkResult::Panicked => (Response::text(500, "internal error\n"), true),
-            WorkResult::Refused => (Response::text(503, "/work is at capacity, retry shortly\n").retry_after(1), false),
-        };
-        self.state = State::Idle { since: env.now, fresh: false };
-        let at = fx.len();
-        self.finish(env, *req, resp, peer_closed, fx);
-        if panicked && let Some(Effect::Record(r)) = fx.get_mut(at) {
-            r.panicked = true;
-        }
+    /// The caller's answer to the request of the last [`Effect::Request`], with `req.route` set. An answer
+    /// for a connection that is not waiting for one (closed meanwhile) changes nothing.
+    pub fn respond(&mut self, env: &Env, req: Request, resp: Response, fx: &mut Vec<Effect>) {
+        let State::Waiting { peer_closed } = self.state else { return };
+        self.finish(env, req, resp, peer_closed, fx);
         if peer_closed {
             self.state = State::Closing { then: AfterFlush::Close };
         } else {
@@ -275,14 +245,14 @@ impl Conn {
         }
         if !self.output().is_empty() {
             fx.push(Effect::Limit(LimitReason::WriteTimeout));
-            return self.close(env, fx);
+            return self.close(fx);
         }
         match &self.state {
             State::Idle { fresh, .. } => {
                 if *fresh {
                     fx.push(Effect::Limit(LimitReason::HeaderTimeout));
                 }
-                self.close(env, fx);
+                self.close(fx);
             }
             State::Head { started, .. } => {
                 fx.push(Effect::Limit(LimitReason::HeaderTimeout));
@@ -297,8 +267,8 @@ impl Conn {
                 }
                 self.settle(env, fx);
             }
-            State::Lingering { .. } => self.close(env, fx),
-            State::Working { .. } | State::Closing { .. } | State::Closed => {}
+            State::Lingering { .. } => self.close(fx),
+            State::Waiting { .. } | State::Closing { .. } | State::Closed => {}
         }
     }
 
@@ -315,24 +285,21 @@ impl Conn {
             _ => false,
         };
         if close {
-            self.close(env, fx);
+            self.close(fx);
         }
     }
 
     /// The socket failed: nothing more can be said.
-    pub fn abort(&mut self, env: &Env, fx: &mut Vec<Effect>) {
-        self.close(env, fx);
+    pub fn abort(&mut self, fx: &mut Vec<Effect>) {
+        self.close(fx);
     }
 
-    fn close(&mut self, env: &Env, fx: &mut Vec<Effect>) {
+    fn close(&mut self, fx: &mut Vec<Effect>) {
         if self.is_closed() {
             return;
         }
+        // The client went away mid-request; a late answer is discarded by `respond`.
         let abandoned = self.in_flight();
-        if abandoned {
-            // The client went away mid-request; a /work run finishes and its answer is discarded.
-            env.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
         self.state = State::Closed;
         self.input = Vec::new();
         self.input_pos = 0;
@@ -359,7 +326,7 @@ impl Conn {
             self.input_pos = 0;
             fx.push(Effect::Linger);
         } else {
-            self.close(env, fx);
+            self.close(fx);
         }
     }
 
@@ -399,7 +366,7 @@ impl Conn {
             }
             State::Idle { .. } => self.step_head(env, env.now, None, eof, fx),
             State::Head { started, parsed_len } => self.step_head(env, started, Some(parsed_len), eof, fx),
-            other @ (State::Working { .. } | State::Closing { .. } | State::Lingering { .. } | State::Closed) => {
+            other @ (State::Waiting { .. } | State::Closing { .. } | State::Lingering { .. } | State::Closed) => {
                 self.state = other;
                 false
             }
@@ -432,12 +399,17 @@ impl Conn {
             Ok((consumed, true)) => {
                 self.input_pos += consumed;
                 self.state = State::Idle { since: env.now, fresh: false };
-                self.dispatch(env, *req, eof, fx);
+                self.dispatch(*req, eof, fx);
                 true
             }
             Err(e) => {
-                // A limit (413) is counted as the limit, anything else as a malformed body.
-                fx.push(e.limit_reason().map_or(Effect::ParseError(e.reason()), Effect::Limit));
+                // A limit counts as one; anything but the body cap also as a malformed body.
+                if let Some(limit) = e.limit_reason() {
+                    fx.push(Effect::Limit(limit));
+                }
+                if !crate::http::counts_only_as_limit(e) {
+                    fx.push(Effect::ParseError(e.reason()));
+                }
                 let resp = Response::owned(e.status(), response::TEXT, format!("{e}\n").into_bytes());
                 self.reject(env, *req, resp, fx);
                 true
@@ -478,14 +450,14 @@ impl Conn {
                 true
             }
             Ok(Parsed::Complete { head, head_len }) => {
-                let req = Request::from_head(&head, started, s.drills);
+                let req = Request::from_head(&head, started);
                 let (framing, expect_continue) = (head.framing, head.expect_continue);
                 self.input_pos += head_len;
-                env.in_flight.fetch_add(1, Ordering::Relaxed);
+                fx.push(Effect::Head);
                 match framing {
                     Framing::None | Framing::ContentLength(0) => {
                         self.state = State::Idle { since: env.now, fresh: false };
-                        self.dispatch(env, req, eof, fx);
+                        self.dispatch(req, eof, fx);
                     }
                     Framing::ContentLength(n) if n > s.max_body => {
                         fx.push(Effect::Limit(LimitReason::BodyTooLarge));
@@ -514,40 +486,10 @@ impl Conn {
         }
     }
 
-    fn dispatch(&mut self, env: &Env, req: Request, eof: bool, fx: &mut Vec<Effect>) {
+    fn dispatch(&mut self, req: Request, eof: bool, fx: &mut Vec<Effect>) {
         self.served += 1;
-        let app = env.app;
-        let handled = guarded(|| audit::handle(app, req.method, req.route, req.query.as_deref()));
-        if let Ok((_, Some((action, before, after, status)))) = &handled {
-            fx.push(Effect::Audit(Box::new(audit::Event {
-                action: *action,
-                before: *before,
-                after: *after,
-                status: *status,
-                method: req.method,
-                forwarded_for: req.forwarded_for.clone(),
-                request_id: req.request_id.clone(),
-                user_agent: req.user_agent.clone(),
-            })));
-        }
-        match handled.map(|(action, _)| action) {
-            Ok(Action::Respond(resp)) => self.finish(env, req, resp, eof, fx),
-            Ok(Action::Work { cpu_ms }) => {
-                fx.push(Effect::StartWork { cpu: Duration::from_millis(cpu_ms), delay: env.settings.work_delay });
-                self.state = State::Working { req: Box::new(req), peer_closed: eof };
-            }
-            Ok(Action::Panic) => {
-                fx.push(Effect::PanicDrill { request_id: req.request_id });
-                self.state = State::Closing { then: AfterFlush::Close };
-            }
-            Err(_) => {
-                let at = fx.len();
-                self.finish(env, req, Response::text(500, "internal error\n"), eof, fx);
-                if let Some(Effect::Record(r)) = fx.get_mut(at) {
-                    r.panicked = true;
-                }
-            }
-        }
+        fx.push(Effect::Request(Box::new(req)));
+        self.state = State::Waiting { peer_closed: eof };
     }
 
     /// An error answer that ends the connection, after reading out what the client still sends.
@@ -559,15 +501,12 @@ impl Conn {
     /// Queues the answer, records it, and decides whether the connection goes on: the version's rules,
     /// `Connection`, the shutdown phase, the per-connection cap, and whether the peer still sends (`last`).
     fn finish(&mut self, env: &Env, req: Request, resp: Response, last: bool, fx: &mut Vec<Effect>) {
-        let keep = !last && req.keep_alive && !env.app.state.shutting_down() && self.served < env.settings.max_requests;
+        let keep = !last && req.keep_alive && !env.shutting_down && self.served < env.settings.max_requests;
         let persistence = match (keep, req.http10) {
             (false, _) => Persistence::Close,
             (true, true) => Persistence::KeepAliveHttp10,
             (true, false) => Persistence::KeepAlive,
         };
-        if req.in_flight {
-            env.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
         self.queue_output(env.now);
         let head_only = req.method == Method::Head;
         let bytes = response::encode(&mut self.output, &resp, head_only, &req.request_id, persistence, env.date);
@@ -587,7 +526,6 @@ impl Conn {
             request_id: req.request_id,
             user_agent: req.user_agent,
             in_flight: req.in_flight,
-            panicked: false,
         })));
     }
 }
@@ -600,3 +538,6 @@ fn head_may_have_changed(s: &Settings, unread: &[u8], parsed_len: usize) -> bool
     let line_limit = s.limits.max_request_line + 2;
     new.contains(&b'\n') || (parsed_len <= line_limit && unread.len() > line_limit) || unread.len() >= s.max_input
 }
+
+#[cfg(test)]
+mod tests;

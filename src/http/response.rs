@@ -10,25 +10,23 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Cow<'static, [u8]>,
-    /// For 405: the methods the route takes.
-    pub allow: Option<&'static str>,
-    /// For 503: seconds a client should wait.
-    pub retry_after: Option<u32>,
+    /// One header that only some answers carry: `Allow` (405), `Retry-After` (503), `WWW-Authenticate` (401).
+    pub header: Option<(&'static str, &'static str)>,
 }
 
 pub const TEXT: &str = "text/plain; charset=utf-8";
 
 impl Response {
     pub fn text(status: u16, body: &'static str) -> Response {
-        Response { status, content_type: TEXT, body: Cow::Borrowed(body.as_bytes()), allow: None, retry_after: None }
+        Response { status, content_type: TEXT, body: Cow::Borrowed(body.as_bytes()), header: None }
     }
 
     pub fn owned(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
-        Response { status, content_type, body: Cow::Owned(body), allow: None, retry_after: None }
+        Response { status, content_type, body: Cow::Owned(body), header: None }
     }
 
-    pub fn retry_after(mut self, seconds: u32) -> Response {
-        self.retry_after = Some(seconds);
+    pub fn with(mut self, name: &'static str, value: &'static str) -> Response {
+        self.header = Some((name, value));
         self
     }
 }
@@ -91,15 +89,10 @@ pub fn encode(
     out.extend_from_slice(b"\r\nX-Request-Id: ");
     out.extend_from_slice(request_id.as_bytes());
     out.extend_from_slice(b"\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
-    if let Some(allow) = resp.allow {
-        out.extend_from_slice(b"Allow: ");
-        out.extend_from_slice(allow.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if let Some(secs) = resp.retry_after {
-        out.extend_from_slice(b"Retry-After: ");
-        ascii::push_u64(out, u64::from(secs));
-        out.extend_from_slice(b"\r\n");
+    if let Some((name, value)) = resp.header {
+        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+            out.extend_from_slice(part);
+        }
     }
     match persistence {
         Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
@@ -121,7 +114,7 @@ mod tests {
 
     #[test]
     fn encodes_required_headers_and_head_has_no_body() {
-        let r = Response::text(503, "busy\n").retry_after(1);
+        let r = Response::text(503, "busy\n").with("Retry-After", "1");
         let mut out = Vec::new();
         let n = encode(&mut out, &r, false, "abc", Persistence::Close, "Sun, 06 Nov 1994 08:49:37 GMT");
         let s = String::from_utf8(out).unwrap();

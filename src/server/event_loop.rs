@@ -5,7 +5,8 @@
 //! one one-shot entry too (in one shared set that is what keeps a new connection from waking every worker).
 //! Finished `/work` runs come back through a queue and a socket pair in the same set. Deadlines sit in a binary
 //! heap per worker, so a wake-up costs the connections that are ready or due, never a scan over all of them.
-//! Nothing here decides anything about HTTP: that is `crate::conn`.
+//! Each connection gets a bounded turn (bytes read, bytes written), then goes to the back of the line.
+//! Nothing here decides anything about HTTP (that is `crate::conn`) or about answers (that is `crate::app`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -17,19 +18,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::bulkhead::WorkOutcome;
-use super::effects::discard_received;
 use super::table::{Live, Table, lock};
-use crate::App;
-use crate::conn::{Conn, Effect, Env, Settings, WorkResult};
+use crate::app::App;
+use crate::bulkhead::WorkOutcome;
+use crate::conn::{Conn, Effect, Env, MAX_LINGER_DISCARD, Request, Settings};
 use crate::http::response::DateCache;
 use crate::log::{self, LineBuffer};
 use crate::state::Phase;
 use crate::sys::{self, Poller, Readiness};
 
-/// Bytes read per `read` call; also the most a connection may read in one turn before others get theirs.
+/// Bytes asked for per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most a connection may read, and write, in one turn before the others get theirs.
 const READ_PER_TURN: usize = 64 * 1024;
+const WRITE_PER_TURN: usize = 64 * 1024;
+/// After a failed accept (no descriptors or buffers left), the first pause; it doubles up to the second, as
+/// Go's `Server.Serve` does, and resets with the next accept that works.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Failed accepts are logged at most once per this, with the count since the last line: while descriptors stay
+/// exhausted, the log gets a line now and then, not a flood.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Refused connections (over the cap) lingered on at most; past this they are closed at once.
 const MAX_REFUSED_LINGERING: usize = 256;
 const ACCEPTS_PER_TURN: usize = 64;
@@ -42,15 +51,12 @@ const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// Deadline entries a worker's heap may hold before it drops the ones that no longer matter (see
 /// `Local::compact_timers`); past this floor it compacts once entries outnumber twice the live connections.
 const TIMER_COMPACT_FLOOR: usize = 4096;
-/// Exit status of the /panic drill: the code an uncaught Rust panic in `main` gives.
-pub const PANIC_DRILL_EXIT_CODE: i32 = 101;
-
 const LISTENER: u64 = u64::MAX;
 const NOTIFY: u64 = u64::MAX - 1;
 
 /// Finished /work runs, queued by the pool's threads, and the socket pair that wakes a worker for them.
 pub(super) struct Completions {
-    pub(super) queue: Mutex<Vec<(u64, WorkOutcome)>>,
+    pub(super) queue: Mutex<Vec<(u64, Box<Request>, WorkOutcome)>>,
     pub(super) notify_tx: UnixStream,
 }
 
@@ -73,6 +79,16 @@ pub(super) struct Shared {
     /// Connections in the table.
     pub(super) live: AtomicUsize,
     pub(super) refused_lingering: AtomicUsize,
+    /// Accepting pauses after a failed accept: the pause now, until when, and when one was last logged.
+    accept_pause: Mutex<AcceptPause>,
+}
+
+#[derive(Default)]
+struct AcceptPause {
+    backoff: Duration,
+    until: Option<Instant>,
+    logged: Option<Instant>,
+    unlogged: u64,
 }
 
 impl Shared {
@@ -94,12 +110,38 @@ impl Shared {
             notify_rx,
             live: AtomicUsize::new(0),
             refused_lingering: AtomicUsize::new(0),
+            accept_pause: Mutex::default(),
         })
     }
 
     /// Wakes one worker: for a finished /work, a phase change, or a worker leaving.
     pub(super) fn notify(&self) {
         self.done.notify();
+    }
+
+    fn env<'a>(&'a self, date: &'a str, now: Instant) -> Env<'a> {
+        Env { settings: &self.settings, date, now, shutting_down: self.app.state.shutting_down() }
+    }
+}
+
+fn arm_listener(sh: &Shared, listener: &TcpListener) {
+    if let Err(e) = sh.poller.arm(listener.as_raw_fd(), LISTENER, true, false, false) {
+        log::event("error", "cannot re-arm the listener", |l| {
+            l.str("error", &e.to_string());
+        });
+    }
+}
+
+/// Reads and drops what has already arrived on a non-blocking socket (bounded), so closing it sends FIN, not RST.
+fn discard_received(stream: &mut TcpStream, scratch: &mut [u8]) {
+    let mut total = 0;
+    while total < MAX_LINGER_DISCARD {
+        match stream.read(scratch) {
+            Ok(0) => return,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -156,6 +198,9 @@ impl Worker {
             if let Some(d) = self.local.log.due() {
                 until = until.min(d);
             }
+            if let Some(d) = lock(&sh.accept_pause).until {
+                until = until.min(d);
+            }
             self.ready.clear();
             if let Err(e) = sh.poller.wait(&mut self.ready, until.saturating_duration_since(now)) {
                 log::event("error", "readiness wait failed", |l| {
@@ -173,6 +218,7 @@ impl Worker {
                     token => self.local.on_ready(sh, date, now, token, *r),
                 }
             }
+            self.local.resume_accepting(sh, Instant::now());
             self.local.expire(sh, date, Instant::now());
             if self.local.timers.len() > TIMER_COMPACT_FLOOR.max(2 * sh.live.load(Ordering::Relaxed)) {
                 self.local.compact_timers(sh);
@@ -182,35 +228,57 @@ impl Worker {
 }
 
 impl Local {
-    /// Accepts up to a turn's worth of connections, then re-arms the listener.
+    /// Accepts up to a turn's worth of connections, then re-arms the listener, unless accepting is paused.
     fn accept_ready(&mut self, sh: &Shared, date: &str, now: Instant) {
         let guard = lock(&sh.listener);
         let Some(listener) = guard.as_ref() else { return };
-        self.accept_batch(sh, listener, date, now);
-        if let Err(e) = sh.poller.arm(listener.as_raw_fd(), LISTENER, true, false, false) {
-            log::event("error", "cannot re-arm the listener", |l| {
-                l.str("error", &e.to_string());
-            });
+        if self.accept_batch(sh, listener, date, now).is_ok() {
+            arm_listener(sh, listener);
         }
     }
 
-    /// True when more connections may be waiting.
-    fn accept_batch(&mut self, sh: &Shared, listener: &TcpListener, date: &str, now: Instant) -> bool {
+    /// Ends a pause in accepting once it is over: whichever worker sees it first re-arms the listener.
+    fn resume_accepting(&mut self, sh: &Shared, now: Instant) {
+        let mut pause = lock(&sh.accept_pause);
+        if pause.until.is_some_and(|t| now >= t) {
+            pause.until = None;
+            drop(pause);
+            if let Some(listener) = lock(&sh.listener).as_ref() {
+                arm_listener(sh, listener);
+            }
+        }
+    }
+
+    /// Ok(true) when more connections may be waiting; Err after a failed accept, with accepting paused.
+    fn accept_batch(&mut self, sh: &Shared, listener: &TcpListener, date: &str, now: Instant) -> Result<bool, ()> {
         for _ in 0..ACCEPTS_PER_TURN {
             match sys::accept(listener) {
-                Ok((stream, peer)) => self.admit(sh, stream, peer, date, now),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Ok((stream, peer)) => {
+                    lock(&sh.accept_pause).backoff = Duration::ZERO;
+                    self.admit(sh, stream, peer, date, now);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    // EMFILE and friends: back off this turn rather than spin on a listener we cannot serve.
-                    log::event("error", "accept failed", |l| {
-                        l.str("error", &e.to_string());
-                    });
-                    return false;
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener stays readable, so accepting again at once
+                    // would spin. Pause; the connection waits in the kernel's queue until descriptors free up.
+                    sh.app.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    let mut p = lock(&sh.accept_pause);
+                    p.backoff = (p.backoff * 2).clamp(ACCEPT_BACKOFF_FIRST, ACCEPT_BACKOFF_MAX);
+                    p.until = Some(now + p.backoff);
+                    p.unlogged += 1;
+                    if p.logged.is_none_or(|t| now >= t + ACCEPT_ERROR_LOG_EVERY) {
+                        let (failed, pause) = (std::mem::take(&mut p.unlogged), p.backoff);
+                        p.logged = Some(now);
+                        log::event("error", "accept failed: pausing", |l| {
+                            l.str("error", &e.to_string()).uint("failures", failed).millis("pause_ms", pause);
+                        });
+                    }
+                    return Err(());
                 }
             }
         }
-        true
+        Ok(true)
     }
 
     fn admit(&mut self, sh: &Shared, stream: TcpStream, peer: SocketAddr, date: &str, now: Instant) {
@@ -221,7 +289,7 @@ impl Local {
         if !counted {
             m.connections_open.fetch_sub(1, Ordering::AcqRel);
         }
-        let env = Env { app: &sh.app, in_flight: &sh.app.metrics.in_flight, settings: &sh.settings, date, now };
+        let env = sh.env(date, now);
         let conn = if counted {
             Conn::new(now)
         } else {
@@ -277,7 +345,7 @@ impl Local {
             return;
         }
         let Some(live) = slot.live.as_mut() else { return };
-        let env = Env { app: &sh.app, in_flight: &sh.app.metrics.in_flight, settings: &sh.settings, date, now };
+        let env = sh.env(date, now);
         f(self, live, &env);
         if !live.conn.is_closed() {
             let interest = live.conn.interest(&sh.settings);
@@ -295,7 +363,7 @@ impl Local {
                 }
                 return;
             }
-            live.conn.abort(&env, &mut self.fx);
+            live.conn.abort(&mut self.fx);
             self.apply(sh, live, token, &env);
         }
         let live = slot.live.take().expect("checked above");
@@ -331,7 +399,7 @@ impl Local {
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(_) => {
-                        live.conn.abort(env, &mut self.fx);
+                        live.conn.abort(&mut self.fx);
                         break;
                     }
                 }
@@ -341,21 +409,51 @@ impl Local {
         let interest = live.conn.interest(s);
         if r.trouble && !interest.read && !interest.write {
             // Error or hang-up on a connection we were not reading: nothing left to say to it.
-            live.conn.abort(env, &mut self.fx);
+            live.conn.abort(&mut self.fx);
         }
         self.flush(sh, live, token, env);
     }
 
-    /// Writes what the machine queued, as far as the socket takes it, applying the effects each write releases.
-    pub(super) fn flush(&mut self, sh: &Shared, live: &mut Live, token: u64, env: &Env) {
+    /// Carries out the queued effects, in order: the application counts them and answers requests.
+    fn apply(&mut self, sh: &Shared, live: &mut Live, token: u64, env: &Env) {
+        let mut i = 0;
+        while i < self.fx.len() {
+            sh.app.observe(&self.fx[i], &live.peer, &mut self.log);
+            match std::mem::replace(&mut self.fx[i], Effect::Head) {
+                Effect::Request(req) => {
+                    let done = Arc::clone(&sh.done);
+                    let later = move |req, outcome| {
+                        lock(&done.queue).push((token, req, outcome));
+                        done.notify();
+                    };
+                    if let Some((req, resp)) = sh.app.answer(req, &live.peer, &mut self.log, later) {
+                        live.conn.respond(env, *req, resp, &mut self.fx);
+                    }
+                }
+                Effect::Linger => _ = live.stream.shutdown(Shutdown::Write),
+                // The socket closes when the slot lets go of it.
+                _ => {}
+            }
+            i += 1;
+        }
+        self.fx.clear();
+    }
+
+    /// Writes what the machine queued, as far as the socket takes it and the turn allows, applying the effects
+    /// each write releases.
+    fn flush(&mut self, sh: &Shared, live: &mut Live, token: u64, env: &Env) {
         self.apply(sh, live, token, env);
-        while !live.conn.output().is_empty() {
+        let mut total = 0;
+        while !live.conn.output().is_empty() && total < WRITE_PER_TURN {
             match (&live.stream).write(live.conn.output()) {
-                Ok(0) => live.conn.abort(env, &mut self.fx),
-                Ok(n) => live.conn.written(env, n, &mut self.fx),
+                Ok(0) => live.conn.abort(&mut self.fx),
+                Ok(n) => {
+                    total += n;
+                    live.conn.written(env, n, &mut self.fx);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => live.conn.abort(env, &mut self.fx),
+                Err(_) => live.conn.abort(&mut self.fx),
             }
             self.apply(sh, live, token, env);
         }
@@ -370,13 +468,10 @@ impl Local {
             }
         }
         let done = std::mem::take(&mut *lock(&sh.done.queue));
-        for (token, outcome) in done {
-            let result = match outcome {
-                WorkOutcome::Done => WorkResult::Done,
-                WorkOutcome::Panicked => WorkResult::Panicked,
-            };
+        for (token, req, outcome) in done {
+            let resp = sh.app.work_answer(outcome);
             self.with_conn(sh, date, now, token, |l, live, env| {
-                live.conn.work_done(env, result, &mut l.fx);
+                live.conn.respond(env, *req, resp, &mut l.fx);
                 l.flush(sh, live, token, env);
             });
         }
@@ -431,7 +526,7 @@ impl Local {
             if let Some(listener) = guard.as_ref() {
                 // Those clients completed their handshake and would otherwise be reset.
                 for _ in 0..FINAL_ACCEPT_SWEEPS {
-                    if !self.accept_batch(sh, listener, date, now) {
+                    if self.accept_batch(sh, listener, date, now) != Ok(true) {
                         break;
                     }
                 }

@@ -1,12 +1,10 @@
-//! Network I/O: the listening socket, the worker threads and the /work bulkhead.
+//! Network I/O: the listening socket and the worker threads.
 //!
 //! `WORKERS` threads wait on one shared readiness set (see [`event_loop`]) and carry out what each connection's
 //! machine ([`crate::conn`]) decides. Requests are parsed and answered on whichever worker is woken; only /work
 //! leaves it, for the bulkhead. So an idle keep-alive connection or a slowloris client costs a registration and a
 //! small buffer, never a thread and never a scan, and probes are answered at once whatever /work is doing.
 
-pub mod bulkhead;
-mod effects;
 mod event_loop;
 mod table;
 
@@ -16,9 +14,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use event_loop::PANIC_DRILL_EXIT_CODE;
-
-use crate::{App, sys};
+use crate::app::App;
+use crate::sys;
 
 /// The running server: its address and its worker threads.
 pub struct Server {

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -504,10 +505,10 @@ def crd_validate(docs, schema_dir):
 
 
 # --- runtime: the real binary ------------------------------------------------------------------------------------
-def request(port, path, method="GET", timeout=5.0):
+def request(port, path, method="GET", timeout=5.0, headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request(method, path, headers={"Connection": "close"})
+        conn.request(method, path, headers={"Connection": "close", **(headers or {})})
         r = conn.getresponse()
         return r.status, r.read().decode("utf-8", "replace")
     finally:
@@ -544,6 +545,10 @@ def runtime_checks(docs, binary):
 
     # Start with exactly the manifest's env (PORT=0: a free port; the manifest's PORT was checked statically).
     run_env = {"PATH": "/usr/bin:/bin", **env, "PORT": "0"}
+    # The drill token file, as the optional Secret volume provides it: missing until a user creates the Secret.
+    token_dir = tempfile.mkdtemp(prefix="sre-mini-k8s-token-")
+    if "DRILL_TOKEN_FILE" in env:
+        run_env["DRILL_TOKEN_FILE"] = os.path.join(token_dir, "token")
     log = tempfile.NamedTemporaryFile(prefix="sre-mini-k8s-", suffix=".log", delete=False)
     t_exec = time.monotonic()
     proc = subprocess.Popen([binary], env=run_env, stdout=log, stderr=subprocess.STDOUT)
@@ -601,9 +606,18 @@ def runtime_checks(docs, binary):
             print(f"  ServiceMonitor: GET {ep['path']} -> {st}")
         # Drills: present with DRILLS=on (and put back), gone with DRILLS=off; shutdown below needs neither.
         if env.get("DRILLS") == "on":
-            st = request(live, "/fail/work?ratio=0")[0]
+            auth = {}
+            if "DRILL_TOKEN_FILE" in env:
+                st = request(live, "/fail/work?ratio=0")[0]
+                ok(st == 404, f"DRILL_TOKEN_FILE set and no Secret: /fail/work answered {st}, not 404")
+                with open(run_env["DRILL_TOKEN_FILE"], "w", encoding="utf-8") as f:
+                    f.write("k8s-check-token\n")
+                st = request(live, "/fail/work?ratio=0")[0]
+                ok(st == 401, f"with the Secret and no token: /fail/work answered {st}, not 401")
+                auth = {"Authorization": "Bearer k8s-check-token"}
+            st = request(live, "/fail/work?ratio=0", headers=auth)[0]
             ok(st == 200, f"DRILLS=on but /fail/work answered {st}")
-            ok(request(live, "/recover/work")[0] == 200, "DRILLS=on but /recover/work did not answer 200")
+            ok(request(live, "/recover/work", headers=auth)[0] == 200, "DRILLS=on but /recover/work did not answer 200")
         else:
             for path in ("/fail/ready", "/recover/ready", "/fail/work", "/recover/work", "/panic"):
                 st = request(live, path)[0]
@@ -666,6 +680,7 @@ def runtime_checks(docs, binary):
             proc.wait()
         log.close()
         os.unlink(log.name)
+        shutil.rmtree(token_dir, ignore_errors=True)
     return ck
 
 

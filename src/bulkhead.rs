@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::Duration;
 
-use crate::sys;
+use crate::{log, sys};
 
 /// /work threads only sleep and spin; a small stack keeps 500 of them cheap.
 const WORK_THREAD_STACK: usize = 128 * 1024;
@@ -30,12 +30,14 @@ pub const IDLE_THREAD_RETIRE: Duration = Duration::from_secs(30);
 /// after the loops have had what they need.
 pub const BURNER_NICE: i32 = 10;
 
-/// How a /work run ended.
+/// How a /work request ended: the one outcome type, from admission to the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkOutcome {
     Done,
     /// The work panicked; the caller answers 500.
     Panicked,
+    /// Not admitted; the caller answers 503 at once.
+    Refused(Refused),
 }
 
 /// Why a /work request was not admitted.
@@ -57,10 +59,12 @@ pub struct WorkLimits {
     pub idle_retire: Duration,
 }
 
-/// Counters and gauges for the metrics renderer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The bulkhead and its pool, as a scrape shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WorkStats {
     pub active: usize,
+    pub max_concurrent: usize,
+    pub cpu_slots: usize,
     pub threads: usize,
     pub threads_started: u64,
     pub cpu_backlog: Duration,
@@ -150,24 +154,28 @@ impl Bulkhead {
     pub fn stats(&self) -> WorkStats {
         WorkStats {
             active: self.active(),
+            max_concurrent: self.inner.limits.max_concurrent,
+            cpu_slots: self.inner.limits.cpu_slots,
             threads: lock(&self.inner.pool).threads,
             threads_started: self.inner.threads_started.load(Ordering::Relaxed),
             cpu_backlog: Duration::from_nanos(self.inner.cpu_backlog_nanos.load(Ordering::Acquire)),
         }
     }
 
-    /// Admits one /work run (burn `cpu` of CPU time, then sleep `delay`) or refuses it at once.
-    /// `done` runs on the pool thread after the slot is released, so a caller woken by it can admit more.
-    pub fn try_start(
-        &self,
-        cpu: Duration,
-        delay: Duration,
-        done: impl FnOnce(WorkOutcome) + Send + 'static,
-    ) -> Result<(), Refused> {
+    /// Runs one /work (burn `cpu` of CPU time, then sleep `delay`) or refuses it. `done` runs exactly once:
+    /// at once with [`WorkOutcome::Refused`], or on the pool thread after the slot is released, so a caller
+    /// woken by it can admit more.
+    pub fn start(&self, cpu: Duration, delay: Duration, done: impl FnOnce(WorkOutcome) + Send + 'static) {
+        if let Err(why) = self.admit(cpu, delay, Box::new(done)) {
+            why.1(WorkOutcome::Refused(why.0));
+        }
+    }
+
+    fn admit(&self, cpu: Duration, delay: Duration, done: DoneFn) -> Result<(), (Refused, DoneFn)> {
         let inner = &self.inner;
         if inner.active.fetch_add(1, Ordering::AcqRel) >= inner.limits.max_concurrent {
             inner.active.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused::Full);
+            return Err((Refused::Full, done));
         }
         let cpu_nanos = cpu.as_nanos().min(u64::MAX as u128) as u64;
         let backlog_max = inner.limits.cpu_backlog.as_nanos().min(u64::MAX as u128) as u64;
@@ -176,11 +184,11 @@ impl Bulkhead {
         });
         if reserved.is_err() {
             inner.active.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused::CpuBacklog);
+            return Err((Refused::CpuBacklog, done));
         }
         let admitted = Admitted { inner: Arc::clone(inner), cpu_nanos };
         let id = inner.next_job.fetch_add(1, Ordering::Relaxed);
-        let job = Job { id, cpu, delay, admitted, done: Box::new(done) };
+        let job = Job { id, cpu, delay, admitted, done };
         let mut pool = lock(&inner.pool);
         pool.jobs.push_back(job);
         // Every thread that is not busy takes a queued job before it waits, so a new thread is needed only
@@ -207,8 +215,8 @@ impl Bulkhead {
         if pool.threads == 0
             && let Some(at) = pool.jobs.iter().position(|j| j.id == id)
         {
-            drop(pool.jobs.remove(at));
-            return Err(Refused::Full);
+            let job = pool.jobs.remove(at).expect("found above");
+            return Err((Refused::Full, job.done));
         }
         Ok(())
     }
@@ -255,11 +263,19 @@ fn run(inner: &Inner, cpu: Duration, delay: Duration, admitted: &mut Admitted) -
     }
 }
 
-/// Burns `cpu` of this thread's own CPU time, however long that takes in wall time under contention.
+/// Burns `cpu` of this thread's own CPU time, however long that takes in wall time under contention. If the
+/// thread's CPU clock cannot be read, says so and burns wall time instead: a burn must end.
 fn burn_cpu(cpu: Duration) {
-    let start = sys::thread_cpu_time();
+    let wall = std::time::Instant::now();
+    let start = sys::thread_cpu_time()
+        .inspect_err(|e| {
+            log::event("error", "cannot read the thread CPU clock: burning wall time", |l| {
+                l.str("error", &e.to_string());
+            });
+        })
+        .ok();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    while sys::thread_cpu_time().saturating_sub(start) < cpu {
+    while start.zip(sys::thread_cpu_time().ok()).map_or(wall.elapsed(), |(s, t)| t.saturating_sub(s)) < cpu {
         for _ in 0..1000 {
             x = std::hint::black_box(x.rotate_left(5) ^ x.wrapping_mul(0x5851_F42D_4C95_7F2D));
         }
@@ -302,11 +318,6 @@ impl CpuBurners {
         }
     }
 
-    /// Burner threads started so far: never more than the slots.
-    pub fn burners(&self) -> usize {
-        lock(&self.shared.queue).burners
-    }
-
     /// Burns `cpu` of CPU time on a burner thread and returns when it is done. Burns on the calling thread
     /// instead if no burner exists and none can be started.
     pub fn burn(&self, cpu: Duration) {
@@ -346,8 +357,11 @@ impl CpuBurners {
 }
 
 fn burner_thread(shared: &BurnShared) {
-    if sys::set_this_thread_nice(BURNER_NICE).is_err() {
-        // Not fatal: there are only as many burners as usable CPUs, so the loops still get scheduled.
+    if let Err(e) = sys::set_this_thread_nice(BURNER_NICE) {
+        // Not fatal (there are only as many burners as usable CPUs), but probes then compete with /work.
+        log::event("warn", "cannot lower a CPU burner's priority", |l| {
+            l.str("error", &e.to_string());
+        });
     }
     let mut q = lock(&shared.queue);
     loop {
@@ -371,6 +385,24 @@ mod tests {
     use std::sync::mpsc;
 
     const GENEROUS: Duration = Duration::from_secs(20);
+
+    impl CpuBurners {
+        /// Burner threads started so far: never more than the slots.
+        fn burners(&self) -> usize {
+            lock(&self.shared.queue).burners
+        }
+    }
+
+    impl Bulkhead {
+        fn try_start(
+            &self,
+            cpu: Duration,
+            delay: Duration,
+            done: impl FnOnce(WorkOutcome) + Send + 'static,
+        ) -> Result<(), Refused> {
+            self.admit(cpu, delay, Box::new(done)).map_err(|e| e.0)
+        }
+    }
 
     fn limits(max_concurrent: usize, cpu_backlog_ms: u64) -> WorkLimits {
         WorkLimits {
@@ -455,12 +487,12 @@ mod tests {
 
     #[test]
     fn cpu_phase_burns_thread_cpu_time() {
-        let before = crate::process::ProcessInfo::new().read().unwrap().cpu_seconds;
+        let before = crate::process::ProcessInfo::at_start().read().unwrap().cpu_seconds;
         let b = Bulkhead::new(limits(4, 1000));
         let (tx, rx) = mpsc::channel();
         b.try_start(Duration::from_millis(200), Duration::ZERO, move |o| tx.send(o).unwrap()).unwrap();
         assert_eq!(rx.recv_timeout(GENEROUS).unwrap(), WorkOutcome::Done);
-        let used = crate::process::ProcessInfo::new().read().unwrap().cpu_seconds - before;
+        let used = crate::process::ProcessInfo::at_start().read().unwrap().cpu_seconds - before;
         // The process clock ticks at 100 Hz; other tests run alongside, so only the lower bound is meaningful.
         assert!(used >= 0.18, "200 ms of CPU asked, process CPU rose by {used:.3} s");
     }
