@@ -9,7 +9,7 @@
 . "$ROOT/cluster/lib.sh"
 
 command -v go >/dev/null || die "go is missing: the cluster is built from Go modules (Go >= 1.25, from the Go module proxy)"
-need_apt_pinned "${CLUSTER_APT[@]}"
+need "${CLUSTER_TOOLS[@]}"
 
 # ldflags MODULE: the version stamps each program reports (the values come from the module's go.mod).
 ldflags() {
@@ -24,6 +24,10 @@ ldflags() {
       done ;;
     traefik) flags+=" -X github.com/traefik/traefik/v3/pkg/version.Version=$(mod_version github.com/traefik/traefik/v3)" ;;
     registry) flags+=" -X github.com/distribution/distribution/v3/version.version=$(mod_version github.com/distribution/distribution/v3)" ;;
+    kube-state-metrics) flags+=" -X github.com/prometheus/common/version.Version=$(mod_version k8s.io/kube-state-metrics/v2 | tr -d v)" ;;
+    prometheus) # module v0.MMM.P is Prometheus M.MM.P (v0.305.0 is 3.5.0)
+      v=$(mod_version github.com/prometheus/prometheus); v=${v#v0.}
+      flags+=" -X github.com/prometheus/common/version.Version=${v:0:1}.$((10#${v:1:2})).${v#*.}" ;;
     prometheus-operator) flags+=" -X github.com/prometheus/common/version.Version=$(mod_version github.com/prometheus-operator/prometheus-operator | tr -d v)" ;;
   esac
   echo "$flags"
@@ -66,7 +70,9 @@ build_module() {
 }
 
 mods=("$@")
-if [ ${#mods[@]} -eq 0 ]; then
-  for d in "$CLUSTER_DIR"/build/*/; do mods+=("$(basename "$d")"); done
-fi
+[ ${#mods[@]} -gt 0 ] || mods=("${CORE_MODULES[@]}" "${MONITORING_MODULES[@]}")
+for d in "$CLUSTER_DIR"/build/*/; do # every module is in one of the lists, or nothing would build it
+  [[ " ${CORE_MODULES[*]} ${MONITORING_MODULES[*]} " == *" $(basename "$d") "* ]] \
+    || die "cluster/build/$(basename "$d") is in neither CORE_MODULES nor MONITORING_MODULES (cluster/lib.sh)"
+done
 for m in "${mods[@]}"; do build_module "$m"; done

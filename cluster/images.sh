@@ -5,7 +5,8 @@
 #   bash cluster/images.sh pause             # the pod sandbox: Kubernetes' own pause.c, compiled static
 #   bash cluster/images.sh base              # distroless static-debian12:nonroot's files, from Debian's packages
 #   bash cluster/images.sh sre-mini BINARY   # the Dockerfile's runtime stage over BINARY, on the base above
-#   bash cluster/images.sh traefik           # the Traefik binary of cluster/build.sh, on the base above
+#   bash cluster/images.sh program NAME      # a program cluster/build.sh built (traefik, operator, ...), on the base
+#   bash cluster/images.sh debian-program TOOL PATH NAME [DIR...]  # a pinned Debian program (PINS) with its glibc
 #   bash cluster/images.sh busybox           # Debian's static busybox: the node-contention drill's CPU hog
 # The registry must be up (cluster/up.sh starts it). The reference is also written to $KUBE_STATE/images/NAME.
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -108,18 +109,39 @@ case "${1:-}" in
     install -o 0 -g 0 -m 0555 "$bin" "$mnt/sre-mini"
     publish sre-mini/sre-mini "$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1)" "${cfg[@]}"
     ;;
-  traefik)
+  program)
+    # A program of cluster/build.sh on the base, as uid 65532; its image is named after it.
+    name=${2:?usage: images.sh program NAME}
+    bin=$(find "$KUBE_CACHE"/current/*/ -maxdepth 1 -name "$name" -type f | head -n1)
+    [ -x "$bin" ] || die "no program $name under $KUBE_CACHE/current (cluster/build.sh builds them)"
+    # The tag is the version of the module the program's package belongs to, as the binary records it.
+    version=$(go version -m "$bin" | awk '$1 == "path" {p = $2} ($1 == "mod" || $1 == "dep") && index(p "/", $2 "/") == 1 && length($2) > n {n = length($2); v = $3} END {print v}')
+    [ -n "$version" ] || die "go version -m $bin names no module for its package"
     from_base
-    install -o 0 -g 0 -m 0555 "$KUBE_CACHE/current/traefik/traefik" "$mnt/traefik"
-    version=$("$KUBE_CACHE/current/traefik/traefik" version | awk '/^Version:/ {print $2}')
-    publish sre-mini-kube/traefik "$version" --user 65532:65532 --entrypoint '["/traefik"]' --cmd ''
+    # In /bin, where the upstream images keep it: the operator starts its config reloader by that path.
+    install -D -o 0 -g 0 -m 0555 "$bin" "$mnt/bin/$name"
+    publish "sre-mini-kube/$name" "$version" --user 65532:65532 --entrypoint "[\"/bin/$name\"]" --cmd ''
+    ;;
+  debian-program)
+    # A program of a pinned Debian package (Alertmanager) on the base, with the glibc it is linked against (the files
+    # distroless `base` adds to `static`) and any of the package's directories it reads at run time.
+    tool=${2:?usage: images.sh debian-program TOOL PATH NAME [DIR...]} path=${3:?} name=${4:?}
+    need "$tool"
+    read -r _ pkg _ <<<"$(pin "$tool")"
+    pkg=${pkg%%=*}
+    from_base
+    install -o 0 -g 0 -m 0555 "$path" "$mnt/bin/$name" -D
+    ldd "$path" | grep -oE '/[^ ]+' | while read -r lib; do install -D -m 0755 "$lib" "$mnt$lib"; done
+    for d in "${@:5}"; do mkdir -p "$mnt$(dirname "$d")"; cp -a "$d" "$mnt$d"; done
+    publish "sre-mini-kube/$name" "$(dpkg-query -W -f='${Version}' "$pkg" | tr ':+~' '---')" \
+      --user 65532:65532 --entrypoint "[\"/bin/$name\"]" --cmd ''
     ;;
   busybox)
-    need_apt_pinned "$(printf '%s\n' "${CLUSTER_APT[@]}" | grep '^busybox-static=')"
+    need busybox-static
     from scratch
     install -m 0755 /bin/busybox "$mnt/busybox"
     publish sre-mini-kube/busybox "$(dpkg-query -W -f='${Version}' busybox-static | tr ':+~' '---')" \
       --user 65532:65532 --entrypoint '["/busybox"]' --cmd ''
     ;;
-  *) die "usage: images.sh pause|base|sre-mini BINARY|traefik|busybox" ;;
+  *) die "usage: images.sh pause|base|sre-mini BINARY|program NAME|debian-program TOOL PATH NAME|busybox" ;;
 esac

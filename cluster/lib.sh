@@ -21,6 +21,9 @@ NODE_IP=10.244.0.1
 POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/24
 APISERVER_SERVICE_IP=10.96.0.1
+# Fixed Service addresses of the monitoring stack: prometheus-adapter and the drills reach them there (no DNS here).
+PROMETHEUS_IP=10.96.0.90
+ALERTMANAGER_IP=10.96.0.93
 NODE_NAME=sre-mini-node
 APISERVER="https://$NODE_IP:6443"
 # The local OCI registry (CNCF distribution), on the node's address: images are pushed there and pulled by digest.
@@ -33,17 +36,20 @@ FWD_CHAIN=SREMINI-KUBE-FWD
 CONTAINERD_SOCK="$KUBE_RUN/containerd/containerd.sock"
 PKI="$KUBE_STATE/pki"
 
-# The Debian packages the node runs, pinned to the versions it was built and measured with (docs/cluster.md).
-# A point release of Debian changes the revision: update it here, and the run says which is installed.
-CLUSTER_APT=(
-  containerd=1.6.20~ds1-1+deb12u3
-  runc=1.1.5+ds1-1+deb12u1
-  containernetworking-plugins=1.1.1+ds1-3+b5
-  iptables=1.8.9-2
-  conntrack=1:1.4.7-1+b2
-  buildah=1.28.2+ds1-3+deb12u1+b3
-  busybox-static=1:1.35.0-4+deb12u1+b1
-)
+# The Go modules under cluster/build/: what the cluster needs to start, and what its monitoring stack adds
+# (cluster/monitoring.sh), so that the check command can build the second while the first runs its drills.
+CORE_MODULES=(kubernetes registry traefik)
+MONITORING_MODULES=(prometheus prometheus-operator kube-state-metrics prometheus-adapter)
+
+# module_dir MODULE PATH: where the module cache holds PATH at the version cluster/build/MODULE pins (its manifests
+# and CRDs are the upstream ones).
+module_dir() {
+  (cd "$CLUSTER_DIR/build/$1" && go mod download -json "$2" | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') \
+    || die "go mod download of $2 (cluster/build/$1) failed"
+}
+
+# The Debian packages the node runs; their versions are pinned in scripts/lib.sh's PINS (docs/cluster.md).
+CLUSTER_TOOLS=(containerd runc cni-plugins iptables conntrack buildah busybox-static alertmanager)
 
 # kube_bin NAME: the path of a built Kubernetes binary (build.sh writes it; it must exist).
 kube_bin() {
@@ -51,6 +57,9 @@ kube_bin() {
   [ -x "$f" ] || die "$f is missing: run bash cluster/build.sh first"
   echo "$f"
 }
+
+# image_name REF: REGISTRY/NAME of REGISTRY/NAME:TAG@DIGEST (the registry's own colon stays).
+image_name() { local n=${1%@*}; echo "${n%:*}"; }
 
 # kubectl against this cluster, as its administrator.
 kc() { "$(kube_bin kubectl)" --kubeconfig "$KUBE_STATE/admin.kubeconfig" "$@"; }
@@ -67,3 +76,39 @@ cgroup_dirs() {
     done
   fi
 }
+
+# render TEMPLATE DEST: cluster/TEMPLATE with every @NAME@ replaced by that variable (of cluster/lib.sh or set here).
+render() {
+  local out=$2 v
+  mkdir -p "$(dirname "$out")"
+  cp "$CLUSTER_DIR/$1" "$out"
+  for v in KUBE_STATE KUBE_RUN KUBE_LOGS PKI BRIDGE NODE_IP NODE_NAME POD_CIDR SERVICE_CIDR REGISTRY CGROUP_ROOT \
+    CONTAINERD_SOCK PAUSE_IMAGE TRAEFIK_IMAGE PROMETHEUS_IMAGE ALERTMANAGER_IMAGE ADAPTER_IMAGE PROMETHEUS_IP \
+    ALERTMANAGER_IP OCCUPANCY_RULE; do
+    python3 -c 'import sys; p, k, v = sys.argv[1:]; s = open(p).read(); open(p, "w").write(s.replace(k, v))' \
+      "$out" "@$v@" "${!v:-}"
+  done
+  ! grep -o '@[A-Z_]*@' "$out" | head -n1 | grep . || die "$1 has a placeholder this script does not fill"
+}
+
+# wait_for NAME SECONDS COMMAND...: until COMMAND succeeds; fails with NAME's log if NAME dies or time runs out.
+wait_for() {
+  local name=$1 secs=$2 t0
+  shift 2
+  t0=$(date +%s)
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$(cat "$KUBE_RUN/pids/$name")" 2>/dev/null; then
+      tail -n 30 "$KUBE_LOGS/$name.log" >&2
+      die "$name exited during start-up (log above)"
+    fi
+    if [ $(( $(date +%s) - t0 )) -ge "$secs" ]; then
+      tail -n 30 "$KUBE_LOGS/$name.log" >&2
+      die "$name was not ready within $secs s (log above)"
+    fi
+    sleep 0.5
+  done
+  echo "$name: ready after $(( $(date +%s) - t0 )) s"
+}
+
+# image NAME ARGS...: cluster/images.sh ARGS, its reference by digest in the variable NAME.
+image() { local v=$1; shift; printf -v "$v" '%s' "$(bash "$CLUSTER_DIR/images.sh" "$@" | tail -n1)" && [ -n "${!v}" ] || die "the image $* did not build"; }

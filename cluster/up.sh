@@ -3,17 +3,18 @@
 #   control plane  etcd, kube-apiserver, kube-controller-manager, kube-scheduler (host processes, as kubeadm's
 #                  static pods would run them, without the images)
 #   node           containerd (CRI) with runc and the CNI bridge plugin, the kubelet, kube-proxy (iptables)
-#   add-ons        the image registry every pod pulls from, and Traefik as the Ingress controller
+#   add-ons        the image registry every pod pulls from, Traefik as the Ingress controller, prometheus-operator's
+#                  CRDs, and the monitoring stack (cluster/monitoring.sh; `--no-monitoring` leaves it for later)
 # Everything listens on the node's address on a bridge this script creates, or on 127.0.0.1; nothing is routed
 # out of the machine. On any failure it tears down what it started (cluster/down.sh) and fails with the reason;
-# the component logs stay in $KUBE_LOGS. Needs root. Then: `eval "$(bash cluster/kubeconfig.sh)"; kubectl get nodes`.
+# the component logs stay in $KUBE_LOGS (SRE_KUBE_KEEP=1 leaves a failed cluster up to look at). Needs root. Then: `eval "$(bash cluster/kubeconfig.sh)"; kubectl get nodes`.
 . "$(dirname "$0")/../scripts/lib.sh"
 . "$ROOT/cluster/lib.sh"
 . "$ROOT/cluster/pki.sh"
 
 [ "$(id -u)" -eq 0 ] || die "cluster/up.sh runs a kubelet, containerd and iptables rules: it must run as root"
 t_start=$(date +%s)
-bash "$CLUSTER_DIR/build.sh" || die "cluster/build.sh failed"
+bash "$CLUSTER_DIR/build.sh" "${CORE_MODULES[@]}" || die "cluster/build.sh failed"
 need_apt openssl openssl
 need_apt ip iproute2
 need_apt curl curl
@@ -30,23 +31,15 @@ rm -f "$KUBE_LOGS"/*.log
 up_ok=""
 on_exit() {
   [ -n "$up_ok" ] && return
+  if [ "${SRE_KUBE_KEEP:-}" = 1 ]; then
+    echo "cluster/up.sh failed; SRE_KUBE_KEEP=1 leaves it up to look at: bash cluster/down.sh removes it" >&2
+    return
+  fi
   echo "cluster/up.sh failed: tearing down (component logs in $KUBE_LOGS)" >&2
   bash "$CLUSTER_DIR/down.sh" >&2 || true
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
-
-# render TEMPLATE DEST: cluster/config/TEMPLATE with every @NAME@ replaced by that variable of cluster/lib.sh.
-render() {
-  local out=$2 v
-  mkdir -p "$(dirname "$out")"
-  cp "$CLUSTER_DIR/config/$1" "$out"
-  for v in KUBE_STATE KUBE_RUN KUBE_LOGS PKI BRIDGE NODE_IP NODE_NAME POD_CIDR SERVICE_CIDR REGISTRY CGROUP_ROOT \
-    CONTAINERD_SOCK PAUSE_IMAGE; do
-    sed -i "s|@$v@|${!v:-}|g" "$out"
-  done
-  ! grep -o '@[A-Z_]*@' "$out" | head -n1 | grep . || die "$1 has a placeholder this script does not fill"
-}
 
 # start NAME COMMAND...: run COMMAND in its own session, log to $KUBE_LOGS/NAME.log, pid in $KUBE_RUN/pids/NAME.
 start() {
@@ -54,25 +47,6 @@ start() {
   shift
   setsid "$@" >"$KUBE_LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$KUBE_RUN/pids/$name"
-}
-
-# wait_for NAME SECONDS COMMAND...: until COMMAND succeeds; fails with NAME's log if NAME dies or time runs out.
-wait_for() {
-  local name=$1 secs=$2 t0
-  shift 2
-  t0=$(date +%s)
-  until "$@" >/dev/null 2>&1; do
-    if ! kill -0 "$(cat "$KUBE_RUN/pids/$name")" 2>/dev/null; then
-      tail -n 30 "$KUBE_LOGS/$name.log" >&2
-      die "$name exited during start-up (log above)"
-    fi
-    if [ $(( $(date +%s) - t0 )) -ge "$secs" ]; then
-      tail -n 30 "$KUBE_LOGS/$name.log" >&2
-      die "$name was not ready within $secs s (log above)"
-    fi
-    sleep 0.5
-  done
-  echo "$name: ready after $(( $(date +%s) - t0 )) s"
 }
 
 # ---- the node's network ----------------------------------------------------------------------------------------
@@ -100,7 +74,7 @@ echo "certificates in $PKI; kubeconfigs in $KUBE_STATE"
 
 # ---- the registry ------------------------------------------------------------------------------------------------
 say "registry: distribution $("$KUBE_CACHE/current/registry/registry" --version | awk '{print $3}') on $REGISTRY"
-render registry.yml "$KUBE_STATE/registry.yml"
+render config/registry.yml "$KUBE_STATE/registry.yml"
 start registry "$KUBE_CACHE/current/registry/registry" serve "$KUBE_STATE/registry.yml"
 wait_for registry 30 curl -fsS -m 2 "http://$REGISTRY/v2/"
 PAUSE_IMAGE=$(bash "$CLUSTER_DIR/images.sh" pause | tail -n1) || die "the pause image did not build"
@@ -152,9 +126,9 @@ wait_for kube-scheduler 60 curl -fsSk -m 2 https://127.0.0.1:10259/healthz
 
 # ---- the node ------------------------------------------------------------------------------------------------------
 say "node: containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1 {print $3}'), the kubelet, kube-proxy"
-render containerd.toml "$KUBE_STATE/containerd/config.toml"
-render hosts.toml "$KUBE_STATE/containerd/certs.d/$REGISTRY/hosts.toml"
-render cni.conflist "$KUBE_STATE/cni/net.d/10-sre-mini-kube.conflist"
+render config/containerd.toml "$KUBE_STATE/containerd/config.toml"
+render config/hosts.toml "$KUBE_STATE/containerd/certs.d/$REGISTRY/hosts.toml"
+render config/cni.conflist "$KUBE_STATE/cni/net.d/10-sre-mini-kube.conflist"
 mkdir -p "$KUBE_RUN/containerd"
 start containerd containerd --config "$KUBE_STATE/containerd/config.toml"
 wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version
@@ -166,22 +140,34 @@ while read -r d; do
     cat "$(dirname "$d")/cpuset.mems" >"$d/cpuset.mems"
   fi
 done < <(cgroup_dirs)
-render kubelet.yaml "$KUBE_STATE/kubelet/config.yaml"
+render config/kubelet.yaml "$KUBE_STATE/kubelet/config.yaml"
 start kubelet "$(kube_bin kubelet)" --config="$KUBE_STATE/kubelet/config.yaml" \
   --kubeconfig="$KUBE_STATE/kubelet.kubeconfig" --root-dir="$KUBE_STATE/kubelet" \
-  --hostname-override="$NODE_NAME" --node-ip="$NODE_IP"
+  --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \
+  --containerd="$CONTAINERD_SOCK" # cAdvisor's own containerd client: without it, container metrics lack pod labels
 wait_for kubelet 90 kc get node "$NODE_NAME"
-render kube-proxy.yaml "$KUBE_STATE/kube-proxy.yaml"
+render config/kube-proxy.yaml "$KUBE_STATE/kube-proxy.yaml"
 start kube-proxy "$(kube_bin kube-proxy)" --config="$KUBE_STATE/kube-proxy.yaml"
 wait_for kube-proxy 60 curl -fsS -m 2 http://127.0.0.1:10256/healthz
 kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=120s >/dev/null || die "node $NODE_NAME is not Ready: $(kc describe node "$NODE_NAME" | tail -n 20)"
 echo "node $NODE_NAME Ready"
 
 # ---- add-ons -------------------------------------------------------------------------------------------------------
+# The prometheus-operator module's directory: its CRDs and example manifests are the upstream ones.
+OPERATOR_SRC=$(module_dir prometheus-operator github.com/prometheus-operator/prometheus-operator)
+say "add-ons: prometheus-operator's CRDs"
+kc apply --server-side -f "$OPERATOR_SRC/example/prometheus-operator-crd" >/dev/null || die "the operator's CRDs did not apply"
+kc wait --for=condition=Established crd --all --timeout=60s >/dev/null || die "the operator's CRDs were not established"
+
 say "add-ons: Traefik as the Ingress controller"
-TRAEFIK_IMAGE=$(bash "$CLUSTER_DIR/images.sh" traefik | tail -n1) || die "the Traefik image did not build"
-sed "s|@TRAEFIK_IMAGE@|$TRAEFIK_IMAGE|g" "$CLUSTER_DIR/addons/traefik.yaml" | kc apply -f - >/dev/null || die "kubectl apply of the Traefik add-on failed"
+image TRAEFIK_IMAGE program traefik
+render addons/traefik.yaml "$KUBE_STATE/addons/traefik.yaml"
+kc apply -f "$KUBE_STATE/addons/traefik.yaml" >/dev/null || die "kubectl apply of the Traefik add-on failed"
+
 kc -n kube-system rollout status deployment/traefik --timeout=180s || die "Traefik did not become available"
+if [ "${1:-}" != --no-monitoring ]; then
+  bash "$CLUSTER_DIR/monitoring.sh" || die "cluster/monitoring.sh failed"
+fi
 
 up_ok=1
 say "cluster up in $(( $(date +%s) - t_start )) s: eval \"\$(bash cluster/kubeconfig.sh)\" && kubectl get pods -A"
