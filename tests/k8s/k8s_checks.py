@@ -313,8 +313,14 @@ def static_checks(docs):
         ok(allowed <= 1, f"PDB lets a drain evict {allowed} of {n} replicas at once")
         ok(ru["maxUnavailable"] <= allowed, f"a rollout takes {ru['maxUnavailable']} of {n} replicas down, more than the PDB allows")
     ok((hs["minReplicas"], hs["maxReplicas"]) == (3, 10), "HPA range is not 3..10")
-    targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hs["metrics"]}
+    targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hs["metrics"]
+               if m["type"] == "Resource"}
     ok(targets == {"cpu": 70}, f"HPA targets are {targets}, not cpu 70 alone (a memory target here never fires)")
+    # The occupancy metric, where deploy/components/hpa-occupancy adds it: 70% of the bulkhead's slots per pod.
+    pods = {m["pods"]["metric"]["name"]: m["pods"]["target"] for m in hs["metrics"] if m["type"] == "Pods"}
+    ok(pods in ({}, {"sremini_work_occupancy": {"type": "AverageValue", "averageValue": "700m"}}),
+       f"HPA Pods metrics are {pods}, not none or sremini_work_occupancy at an average of 700m")
+    ok({m["type"] for m in hs["metrics"]} <= {"Resource", "Pods"}, "HPA has a metric that is neither Resource nor Pods")
     up, down = hs["behavior"]["scaleUp"], hs["behavior"]["scaleDown"]
     pol = lambda b: sorted((p["type"], p["value"], p["periodSeconds"]) for p in b["policies"])  # noqa: E731
     ok(pol(up) == [("Percent", 100, 15), ("Pods", 4, 15)] and up["selectPolicy"] == "Max" and up["stabilizationWindowSeconds"] == 60,
@@ -405,6 +411,8 @@ MUTATIONS = [
         one(d, "ConfigMap")["metadata"].update(namespace="sre-mini"))),
     ("a registry prefix without '/'", lambda d: one(d, "ConfigMap")["data"].update(allowedImagePrefixes="ghcr.io/sre-mini")),
     ("policy fails open", lambda d: one(d, "ValidatingAdmissionPolicy")["spec"].update(failurePolicy="Ignore")),
+    ("occupancy target at 95%", lambda d: [m["pods"]["target"].update(averageValue="950m")
+                                           for m in one(d, "HorizontalPodAutoscaler")["spec"]["metrics"] if m["type"] == "Pods"]),
     ("ServiceMonitor labels", lambda d: one(d, "ServiceMonitor")["spec"]["selector"].update(matchLabels={"app": "other"})),
     ("PDB selector", lambda d: one(d, "PodDisruptionBudget")["spec"]["selector"].update(matchLabels={"app": "x"})),
     ("Service selector", lambda d: one(d, "Service")["spec"].update(selector={"app": "x"})),
