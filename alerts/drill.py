@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""The error-budget burn drill, driven by scripts/drill-burn.sh (which starts the binary and Prometheus, or not).
+"""The error-budget burn drill: on the real cluster by scripts/check-cluster.sh, or against any cluster through
+port-forwards by scripts/drill-burn.sh.
 
-Against TARGET (an sre-mini) and PROM (a Prometheus that scrapes it as job="sre-mini" and evaluates
-alerts/alerts.yaml), both on loopback:
-  1. wait until Prometheus scrapes the target and the rules are loaded; with --manifest, check that the scraped
-     series carry the target labels the operator's relabelling of the manifest gives (tools/srekit/scrape.py);
+Against TARGET (an sre-mini pod) and PROM (a Prometheus that scrapes it as job="sre-mini" and evaluates
+alerts/alerts.yaml), on loopback or the networks --allow-net names:
+  1. wait until Prometheus scrapes the target and the rules are loaded; with --target-labels, check that the scraped
+     series carry the target labels the unit tests' series carry;
   2. drive GET /work with a few bounded client threads and wait until the 5m error ratio is recorded;
   3. POST /fail/work?ratio=RATIO and poll /api/v1/alerts until ALERT {long="1h"} is firing;
   4. with --alertmanager and --webhook: the page reaches the webhook receiver (labels, runbook URL) within the
@@ -18,6 +19,7 @@ threads also stop after MAX_REQUESTS requests.
 """
 import argparse
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -34,17 +36,25 @@ STAGING_NS = "sre-mini-staging"
 RATIO_5M = f'namespace_job:sremini_work_errors:ratio_rate5m{{job="sre-mini",namespace="{NS}"}}'
 RATIO_1H = f'namespace_job:sremini_work_errors:ratio_rate1h{{job="sre-mini",namespace="{NS}"}}'
 MAX_REQUESTS = 500_000
-EVAL_S = 1.0  # the local Prometheus' evaluation interval (scripts/drill-burn.sh)
 
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S', time.gmtime())}Z] {msg}", flush=True)
 
 
-def loopback_only(url):
+ALLOWED_NETS = [ipaddress.ip_network("127.0.0.0/8")]
+
+
+def local_only(url):
+    """Loopback, or the networks --allow-net names (the bridge and Service range of a cluster on this machine)."""
     host = urllib.parse.urlsplit(url).hostname
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        sys.exit(f"FAIL: {url}: the drill talks to loopback only (use kubectl port-forward for a cluster)")
+    try:
+        addr = ipaddress.ip_address("127.0.0.1" if host == "localhost" else host)
+    except ValueError:
+        addr = None
+    if addr is None or not any(addr in n for n in ALLOWED_NETS):
+        sys.exit(f"FAIL: {url}: the drill talks only to {', '.join(map(str, ALLOWED_NETS))} (use kubectl port-forward "
+                 "for a cluster elsewhere)")
 
 
 def get_json(url, timeout=5):
@@ -95,22 +105,21 @@ def notified(webhook, alertname, namespace, path=None):
     return None
 
 
-def check_target_labels(prom, manifest, namespaces):
-    """The labels of up{job="sre-mini"} per namespace are what the operator's relabelling gives (bar instance)."""
-    from srekit.scrape import Model
-
-    model = Model(manifest)
+def check_target_labels(prom, fixture, namespaces):
+    """The labels of up{job="sre-mini"} per namespace are the ones the unit tests' series carry (FIXTURE: the label
+    set of one pod's target; the pod and instance differ by pod)."""
+    with open(fixture, encoding="utf-8") as f:
+        want = json.load(f)
     d = get_json(f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": 'up{job="sre-mini"}'}))
     got = {r["metric"].get("namespace"): r["metric"] for r in d["data"]["result"]}
     for ns in namespaces:
-        want = model.target_labels(ns)
         have = dict(got.get(ns) or {})
         have.pop("__name__", None)
-        if set(have) != set(want) or any(have[k] != want[k] for k in want if k != "instance"):
-            sys.exit(f"FAIL: up{{namespace={ns!r}}} carries {have}; the relabelling of {manifest} should give {want} "
-                     "(instance aside)")
-    log(f"scraped series carry the operator's target labels: {sorted(got[namespaces[0]])} "
-        f"(checked for {', '.join(namespaces)})")
+        if set(have) != set(want) or any(have[k] != want[k] for k in want if k not in ("instance", "pod", "namespace")):
+            sys.exit(f"FAIL: up{{namespace={ns!r}}} carries {have}; the unit tests' series ({fixture}) carry {want} "
+                     "(pod, instance and namespace aside)")
+    log(f"scraped series carry the unit tests' target labels: {sorted(got[namespaces[0]])} "
+        f"(checked for {', '.join(namespaces)} against {fixture})")
 
 
 def fmt(v):
@@ -208,29 +217,30 @@ def main():
     p.add_argument("--step", type=float, default=3, help="seconds between ratio samples after recovery")
     p.add_argument("--setup-timeout", type=float, default=60)
     p.add_argument("--mode", default="local")
-    p.add_argument("--manifest", help="k8s.yaml: check the scraped series' target labels against it")
+    p.add_argument("--target-labels", help="alerts/tests/target-labels.json: check the scraped series' labels against it")
+    p.add_argument("--allow-net", action="append", default=[], help="a network besides loopback the drill may talk to")
     p.add_argument("--staging-target", help="an sre-mini scraped as namespace sre-mini-staging (inhibition case)")
     p.add_argument("--alertmanager", help="the Alertmanager Prometheus sends to")
     p.add_argument("--webhook", help="the webhook receiver (srekit.webhook) Alertmanager notifies")
     p.add_argument("--group-wait", type=float, default=0, help="seconds, of the page route in that Alertmanager")
+    p.add_argument("--eval-interval", type=float, default=30, help="seconds, Prometheus' rule evaluation interval")
     p.add_argument("--check-docs", metavar="ROOT",
                    help="while the fault runs, run every PromQL expression of ROOT's runbooks/ and docs/ and every "
                         "panel query of the dashboard against PROM (tools/srekit/doccheck.py, dashboard.py)")
     a = p.parse_args()
     target, prom = a.target.rstrip("/"), a.prom.rstrip("/")
-    loopback_only(target)
-    loopback_only(prom)
-    for u in (a.staging_target, a.alertmanager, a.webhook):
+    ALLOWED_NETS.extend(ipaddress.ip_network(n) for n in a.allow_net)
+    for u in (target, prom, a.staging_target, a.alertmanager, a.webhook):
         if u:
-            loopback_only(u)
+            local_only(u)
     if bool(a.alertmanager) != bool(a.webhook) or (a.staging_target and not a.webhook):
         sys.exit("FAIL: --alertmanager and --webhook go together, and --staging-target needs both")
     t_start = time.monotonic()
 
     # 1. Prometheus sees the target and has our rules.
-    n_targets = 2 if a.staging_target else 1
-    wait_until(f'{n_targets} target(s) with up{{job="sre-mini"}} == 1 in Prometheus', a.setup_timeout, 1,
-               lambda: (query(prom, 'count(up{job="sre-mini"} == 1)') or 0) >= n_targets)
+    for ns in [NS] + ([STAGING_NS] if a.staging_target else []):
+        wait_until(f'a target with up{{job="sre-mini",namespace="{ns}"}} == 1 in Prometheus', a.setup_timeout, 1,
+                   lambda: (query(prom, f'count(up{{job="sre-mini",namespace="{ns}"}} == 1)') or 0) >= 1)
     groups = get_json(f"{prom}/api/v1/rules")["data"]["groups"]
     rules = [r for g in groups for r in g["rules"]]
     fast = [r for r in rules if r.get("name") == a.alert and r.get("labels", {}).get("long") == "1h"]
@@ -239,8 +249,8 @@ def main():
                  f"loaded (check its labels against the Prometheus' ruleSelector)")
     rule_for = fast[0].get("duration", 0)
     log(f"Prometheus scrapes job sre-mini and has {len(rules)} rules loaded; {a.alert}{{long=1h}} has for: {rule_for:g}s")
-    if a.manifest:
-        check_target_labels(prom, a.manifest, [NS] + ([STAGING_NS] if a.staging_target else []))
+    if a.target_labels:
+        check_target_labels(prom, a.target_labels, [NS] + ([STAGING_NS] if a.staging_target else []))
     if a.staging_target:
         # Staging's inhibitor must be firing in Alertmanager before staging's burn page can fire: it has the same
         # `for` (2m), so give it a head start of 15 s (its condition holds from Prometheus' first evaluation).
@@ -252,7 +262,7 @@ def main():
             return active >= 15 and mine[0]
         wait_until("SreMiniNoReadyPods{namespace=sre-mini-staging} pending for 15 s", a.setup_timeout, 1,
                    inhibitor_pending)
-        log("SreMiniNoReadyPods{namespace=sre-mini-staging} is pending (kube-state-metrics stand-in: 0 available)")
+        log("SreMiniNoReadyPods{namespace=sre-mini-staging} is pending (kube-state-metrics: 0 available)")
     firing = [x for x in alerts(prom, a.alert) if x["state"] == "firing"]
     if firing:
         sys.exit(f"FAIL: {a.alert} is already firing; recover the target (POST /recover/work) and wait for it to "
@@ -310,13 +320,13 @@ def main():
         delivery = None
         if a.webhook:
             # 4. The page reaches the receiver: within `for` + one evaluation + the group wait of its pending start.
-            bound = rule_for + EVAL_S + a.group_wait
+            bound = rule_for + a.eval_interval + a.group_wait
             hit = wait_until(f"the webhook to receive {a.alert}{{namespace={NS}}}", bound + 30, 0.5,
                              lambda: notified(a.webhook, a.alert, NS))
             t_recv, note, alert_payload = hit
             delivery = t_recv - t_pending
             log(f"webhook {note['path']} received {a.alert}{{namespace={NS}}} {delivery:.1f} s after it turned "
-                f"pending (bound: for {rule_for:g} s + evaluation {EVAL_S:g} s + group wait {a.group_wait:g} s)")
+                f"pending (bound: for {rule_for:g} s + evaluation {a.eval_interval:g} s + group wait {a.group_wait:g} s)")
             if note["path"] != "/page":
                 sys.exit(f"FAIL: {a.alert} (severity critical) reached receiver {note['path']}, not /page")
             if delivery > bound + 2:  # 2 s: the notifier's send queue and our 0.5 s polling
@@ -422,7 +432,7 @@ def main():
     print(f"total drill:     {time.monotonic() - t_start:.0f} s")
     if delivery is not None:
         print(f"delivered:       to the webhook /page {delivery:.1f} s after pending (bound for + evaluation + group "
-              f"wait = {rule_for + EVAL_S + a.group_wait:g} s)")
+              f"wait = {rule_for + a.eval_interval + a.group_wait:g} s)")
     if docs_figures:
         print(f"docs/dashboard:  {docs_figures[0]} PromQL expressions of runbooks/ and docs/ ran without error; "
               f"{docs_figures[1]} dashboard panel queries returned data")

@@ -11,28 +11,26 @@
 #   7. every alerting rule fires in a unit test and has a must-not-fire case; every recording rule is read;
 #   8. no rule, dashboard query or PromQL line of runbooks/ and docs/ names a namespace (a copy of the kit in
 #      another namespace works from the same text);
-#   9. the unit tests' input series carry the target labels the operator's relabelling of the kit's ServiceMonitor
-#      gives a pod (tools/srekit/scrape.py; the drill proves a real Prometheus produces them);
-#  10. alerts/alertmanager/alertmanager.yml is the operator's translation of alertmanagerconfig.yaml (regenerated
-#      and compared), `amtool check-config` accepts it, and `amtool config routes test` sends every alert to the
+#   9. the unit tests' input series carry the target labels of alerts/tests/target-labels.json, the ones the
+#      operator's scrape gives a pod (the cluster step's monitoring drill reads them off a real Prometheus);
+#  10. alerts/alertmanager/alertmanager.yml (the operator's translation of alertmanagerconfig.yaml, which the cluster
+#      step's monitoring drill compares with the real operator's output): `amtool check-config` accepts it, and `amtool config routes test` sends every alert to the
 #      receiver of its severity (and another namespace's copy to none of ours);
 #  11. every kubectl command in runbooks/*.md and docs/*.md parses with the bundled kubectl, and its resource types
 #      are kubectl's names (tools/srekit/doccheck.py; the PromQL of those files runs in the drill);
 #  12. every metric a rule names is exported by the real binary (live /metrics, PORT=0) or recorded by a rule or in
 #      the documented kube-state-metrics / Prometheus allow-list (alerts/check-rules.py); every selector matches a
 #      live series; the series an *Absent alert or absent() expects exist before the first request.
-# The end-to-end drill (a real Prometheus firing the page) is scripts/drill-burn.sh.
+# The end-to-end drill (the real Prometheus, Alertmanager and kube-state-metrics of a cluster firing the page) runs in
+# scripts/check-cluster.sh.
 # Env: SCHEMA_DIR (default $SHARED_DIR/schemas, or an https:// base URL pinned to a commit), SRE_MINI_BIN (default: target/release/sre-mini, built here).
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 t0=$(date +%s)
 SCHEMA_DIR="${SCHEMA_DIR:-$SHARED_DIR/schemas}"
-need_apt promtool prometheus
-need_apt amtool prometheus-alertmanager
+need promtool amtool yamllint jsonschema kubectl  # yamllint brings PyYAML, which the Python helpers import
 need_apt curl curl
-need_pip yamllint yamllint        # brings PyYAML, which the Python helpers import
-need_pip jsonschema jsonschema
 python3 -c 'import yaml, jsonschema' 2>/dev/null || die "python3 cannot import yaml and jsonschema after installing them"
 
 tmp=$(mktemp -d)
@@ -83,15 +81,10 @@ python3 alerts/check-rules.py tenant alerts/alerts.yaml
 srekit doccheck tenant . || die "PromQL that names a namespace (above): aggregate by namespace instead"
 
 say "alerts: unit-test series carry the operator's target labels"
-scraped_manifest "$tmp/scraped.yaml"
-python3 alerts/check-rules.py testlabels "$tmp/scraped.yaml" alerts/tests
+python3 alerts/check-rules.py testlabels alerts/tests/target-labels.json alerts/tests
 
 say "alerts: Alertmanager routing (AlertmanagerConfig and alertmanager.yml)"
 yamllint --strict -c .yamllint.yaml alerts/alertmanager/ || die "yamllint found problems in alerts/alertmanager/"
-srekit amconfig render alerts/alertmanager/alertmanagerconfig.yaml >"$tmp/alertmanager.yml"
-cmp -s "$tmp/alertmanager.yml" alerts/alertmanager/alertmanager.yml \
-  || die "alerts/alertmanager/alertmanager.yml differs from its AlertmanagerConfig's translation: run PYTHONPATH=tools python3 -m srekit.amconfig render alerts/alertmanager/alertmanagerconfig.yaml > alerts/alertmanager/alertmanager.yml"
-echo "alertmanager.yml is the translation of alertmanagerconfig.yaml"
 amtool check-config alerts/alertmanager/alertmanager.yml || die "amtool check-config rejected alerts/alertmanager/alertmanager.yml"
 python3 alerts/check-rules.py routes alerts/alerts.yaml alerts/alertmanager/alertmanager.yml
 
@@ -101,7 +94,6 @@ srekit dashboard render | cmp -s - alerts/dashboard/sre-mini-slo.json \
 echo "sre-mini-slo.json matches tools/srekit/dashboard.py (its queries run against the drill's Prometheus)"
 
 say "alerts: every kubectl command in runbooks/ and docs/ passes kubectl's own parser (offline)"
-need_apt kubectl kubernetes-client   # Debian's kubectl package
 srekit doccheck kubectl . || die "runbook or doc commands that kubectl rejects (above)"
 
 say "alerts: metric names against the live binary"

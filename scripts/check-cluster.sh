@@ -2,20 +2,24 @@
 # The kit on a real single-node Kubernetes (cluster/up.sh), applied as a user applies it, and the drills that only a
 # real cluster can judge (tools/srekit/cluster_drills.py). The cluster is torn down on every exit, and the step fails
 # if anything of it is left behind.
-#   1. build (or reuse) the cluster's binaries, and bring the cluster up: control plane, node, registry, Traefik
+#   1. build (or reuse) the cluster's binaries, and bring the cluster up: control plane, node, registry, Traefik (the
+#      monitoring stack's modules build in the background meanwhile)
 #   2. the image: the Dockerfile's runtime stage over the reproducible static binary the supply-chain step checks,
 #      pushed to the cluster's registry and pulled by digest
-#   3. the platform's part (deploy/platform, with this registry allowed) and the operator's CRDs; the unedited kit
+#   3. the platform's part (deploy/platform, with this registry allowed); the unedited kit
 #      must be refused for its placeholder digest; every rendering (root, drills-off, the overlays) with the image
 #      pinned must pass a server-side dry run (in the admission drill); then the TLS Secret the Ingress names and
 #      `kubectl apply -k` of the root with only the image overridden, rolled out
-#   4. the drills: admission, cgroups, rollout, probes, contention, healing (CLUSTER_DRILLS to choose)
+#   4. the drills on the kit as applied: admission, cgroups, rollout, probes, contention, healing (CLUSTER_DRILLS)
+#   5. the monitoring stack (cluster/monitoring.sh), the dev overlay on top (the kit's ServiceMonitor, PrometheusRule
+#      and AlertmanagerConfig, the occupancy HPA), and its drills: monitoring, pdb, alerts-setup, burn, edge,
+#      scaling, alerts-delivered (MONITORING_DRILLS; the slow alerts' fault runs behind the three in between)
 # Needs root. Takes about 15 minutes warm; a cold build of the cluster adds about 20 (docs/cluster.md).
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/cluster/lib.sh"
 cd "$ROOT"
 [ "$(id -u)" -eq 0 ] || die "the cluster step runs a kubelet and must run as root"
-need_pip yamllint yamllint # brings PyYAML, which the drills import
+need yamllint # brings PyYAML, which the drills import
 python3 -c 'import yaml' || die "python3 cannot import yaml"
 
 say "cluster: table tests of the response reader the drills' load uses"
@@ -24,8 +28,12 @@ PYTHONPATH=tools python3 -m unittest -q srekit.test_http1 || die "srekit.test_ht
 OUT="$ROOT/target/cluster"
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sre-mini-cluster.XXXXXX")
+hook_pid="" build_pid=""
 finish() {
   local rc=$?
+  set +e # a failing step of the teardown must not stop the rest of it (lib.sh sets -e)
+  [ -n "$build_pid" ] && kill -- "$build_pid" 2>/dev/null && wait "$build_pid" 2>/dev/null
+  [ -n "$hook_pid" ] && kill "$hook_pid" 2>/dev/null && wait "$hook_pid" 2>/dev/null
   say "cluster: tearing down"
   if ! bash "$ROOT/cluster/down.sh"; then
     echo "FAIL: cluster/down.sh left part of the cluster behind (above)" >&2
@@ -38,7 +46,12 @@ trap finish EXIT
 trap 'exit 130' INT TERM
 
 # ---- 1. the cluster ----------------------------------------------------------------------------------------------
-bash cluster/up.sh || die "cluster/up.sh failed (above; component logs in $KUBE_LOGS)"
+# What the cluster starts with is built first; the monitoring stack's modules build behind the first drills, which
+# mostly wait on Kubernetes' own timers (niced: they take only the CPU the drills leave).
+bash cluster/build.sh "${CORE_MODULES[@]}" || die "cluster/build.sh failed"
+nice -n 19 bash cluster/build.sh "${MONITORING_MODULES[@]}" >"$OUT/build-monitoring.log" 2>&1 &
+build_pid=$!
+bash cluster/up.sh --no-monitoring || die "cluster/up.sh failed (above; component logs in $KUBE_LOGS)"
 eval "$(bash cluster/kubeconfig.sh)"
 
 # ---- 2. the image ------------------------------------------------------------------------------------------------
@@ -53,12 +66,11 @@ else
 fi
 IMAGE=$(bash cluster/images.sh sre-mini "$BIN" | tail -n1) || die "the sre-mini image did not build"
 bash cluster/images.sh busybox >/dev/null || die "the busybox image (the contention drill's hog) did not build"
-IMAGE_NAME=${IMAGE%@*}
-IMAGE_NAME=${IMAGE_NAME%:*} # REGISTRY/NAME, without :TAG@DIGEST (the registry's own colon stays)
+IMAGE_NAME=$(image_name "$IMAGE")
 echo "image: $IMAGE"
 
 # ---- 3. the kit, as a user applies it ------------------------------------------------------------------------------
-say "kit: the platform's part, the operator's CRDs, the TLS Secret, then kubectl apply -k with the image override"
+say "kit: the platform's part, the TLS Secret, then kubectl apply -k with the image override"
 relpath() { python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$1" "$2"; }
 # user_kustomization DIR RESOURCE [COMPONENT...]: a user's own kustomization of RESOURCE (a path in the repository),
 # with the components given and the image pinned to what was pushed.
@@ -87,16 +99,14 @@ mkdir -p "$WORK/platform"
   printf '        allowedImagePrefixes: "%s/sre-mini/"\n' "$REGISTRY"
 } >"$WORK/platform/kustomization.yaml"
 kubectl apply -k "$WORK/platform" || die "the platform's kustomization did not apply"
-# The operator's CRDs, from the prometheus-operator module cluster/build pins, so that the server validates the
-# overlays' ServiceMonitor, PrometheusRule and AlertmanagerConfig against their real schemas.
-crds=$(cd cluster/build/prometheus-operator && go mod download -json github.com/prometheus-operator/prometheus-operator \
-  | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')/example/prometheus-operator-crd
-kubectl apply --server-side -f "$crds" >/dev/null || die "the prometheus-operator CRDs in $crds did not apply"
-kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null || die "the operator's CRDs were not established"
-echo "CRDs: $(find "$crds" -name '*.yaml' | wc -l) from $crds"
-# The kit as shipped, image not yet pinned: the admission policy must refuse the placeholder digest at once.
-if out=$(kubectl apply --dry-run=server -k . 2>&1); then
-  die "the unedited kit (all-zero digest) was admitted: $out"
+# The kit as shipped, image not yet pinned: the admission policy must refuse the placeholder digest. A new policy
+# takes effect once the API server has loaded it, a moment after it is created: up to 30 s.
+for _ in $(seq 1 30); do
+  out=$(kubectl apply --dry-run=server -k . 2>&1) || break
+  sleep 1
+done
+if kubectl apply --dry-run=server -k . >/dev/null 2>&1; then
+  die "the unedited kit (all-zero digest) was admitted 30 s after the policy was created: $out"
 fi
 grep -q "placeholder" <<<"$out" || die "the unedited kit was refused for another reason than the placeholder digest: $out"
 echo "unedited kit refused: $(grep -o 'denied request: .*' <<<"$out" | head -n1)"
@@ -116,12 +126,38 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
   -addext "subjectAltName=DNS:$host" -keyout "$WORK/tls.key" -out "$OUT/ingress-ca.crt" 2>/dev/null \
   || die "openssl could not make the Ingress certificate"
 kubectl -n sre-mini create secret tls sre-mini-tls --cert="$OUT/ingress-ca.crt" --key="$WORK/tls.key"
+# The drill token's Secret, as the runbook has an operator create it for a drill (without it the drills answer 404).
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/drill-token"
+kubectl -n sre-mini create secret generic sre-mini-drill-token --from-file=token="$WORK/drill-token"
 kubectl apply -k "$KIT" || die "kubectl apply -k failed"
 kubectl -n sre-mini rollout status deployment/sre-mini --timeout=180s || die "the Deployment did not roll out"
 
 # ---- 4. the drills -------------------------------------------------------------------------------------------------
-# shellcheck disable=SC2086  # CLUSTER_DRILLS is a list of words
-KUBE_STATE="$KUBE_STATE" CGROUP_ROOT="$CGROUP_ROOT" srekit cluster_drills --kit "$KIT" --ca "$OUT/ingress-ca.crt" \
-  "${renderings[@]}" --policy deploy/platform/admission-policy.yaml --audit-log "$KUBE_LOGS/audit.log" \
-  --results "$OUT/results.json" \
-  ${CLUSTER_DRILLS:-admission cgroups rollout probes contention healing} || die "cluster drills failed (above)"
+export KUBE_STATE CGROUP_ROOT PROMETHEUS_IP ALERTMANAGER_IP POD_CIDR SERVICE_CIDR
+drills() { # drills NAME KIT DRILL...: tools/srekit/cluster_drills.py on the kit applied from KIT
+  local name=$1 kit=$2
+  shift 2
+  srekit cluster_drills --kit "$kit" --ca "$OUT/ingress-ca.crt" --drill-token-file "$WORK/drill-token" \
+    "${renderings[@]}" --policy deploy/platform/admission-policy.yaml --audit-log "$KUBE_LOGS/audit.log" \
+    --webhook "http://$NODE_IP:$hook_port" --scaling-svg "$OUT/scaling.svg" --results "$OUT/results-$name.json" "$@"
+}
+# Alertmanager's receivers (the webhook URLs in Secret sre-mini-alert-receivers) point at this receiver, on the
+# node's address so that the cluster's Alertmanager reaches it.
+PYTHONPATH=tools python3 -m srekit.webhook --bind "$NODE_IP" --port-file "$WORK/hook.port" --lifetime 7200 \
+  >"$OUT/webhook.log" 2>&1 &
+hook_pid=$!
+for _ in $(seq 1 50); do [ -s "$WORK/hook.port" ] && break; sleep 0.1; done
+hook_port=$(cat "$WORK/hook.port" 2>/dev/null) || die "the webhook receiver did not start ($(cat "$OUT/webhook.log"))"
+# shellcheck disable=SC2086  # the drill lists are lists of words
+drills kit "$KIT" ${CLUSTER_DRILLS:-admission cgroups rollout probes contention healing} || die "cluster drills failed (above)"
+
+# ---- 5. the monitoring stack, with the kit's own objects ------------------------------------------------------------
+say "cluster: the monitoring stack"
+wait "$build_pid" || { cat "$OUT/build-monitoring.log" >&2; die "building the monitoring stack's modules failed (above)"; }
+build_pid=""
+bash cluster/monitoring.sh || die "cluster/monitoring.sh failed (above)"
+say "kit: the dev overlay, with its ServiceMonitor, PrometheusRule, AlertmanagerConfig and the occupancy HPA"
+kubectl apply -k "$WORK/dev" || die "kubectl apply -k of the dev overlay failed"
+kubectl -n sre-mini rollout status deployment/sre-mini --timeout=180s || die "the Deployment did not roll out"
+# shellcheck disable=SC2086
+drills monitoring "$WORK/dev" ${MONITORING_DRILLS:-monitoring pdb alerts-setup burn edge scaling alerts-delivered} || die "monitoring drills failed (above)"

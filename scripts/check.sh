@@ -8,7 +8,7 @@
 cd "$ROOT"
 set +e
 
-steps_all=(fmt clippy unsafe tree tests metrics alerts drill k8s container arm64 supply-chain cluster fuzz)
+steps_all=(fmt clippy unsafe tree tests metrics alerts k8s container arm64 supply-chain cluster fuzz)
 run_step() {
   case "$1" in
     fmt) cargo fmt --all -- --check ;;
@@ -19,7 +19,6 @@ run_step() {
     tests) cargo test --locked --release ;;
     metrics) bash scripts/check-metrics.sh ;;
     alerts) bash scripts/check-alerts.sh ;;
-    drill) bash scripts/drill-burn.sh ;;
     k8s) bash scripts/check-k8s.sh ;;
     container) bash scripts/container-contract.sh ;;
     arm64) bash scripts/check-arm64.sh ;;

@@ -16,15 +16,26 @@ changes it.
               shipped CPU request; at 10m, the old kit's request, probes must fail
   healing     /panic and SIGKILL restarted by the kubelet; /fail/ready takes the pod out of the EndpointSlice and out of
               Traefik's routing; each timed
+With the monitoring stack (cluster/monitoring.sh) and the dev overlay applied:
+  monitoring  the operator selects the kit's objects: targets up with the unit tests' labels, every rule loaded, and
+              alertmanager.yml equal to the operator's translation of the AlertmanagerConfig
+  pdb         `kubectl drain` under load: one eviction, then the PDB blocks it; 0 failed requests
+  burn        alerts/drill.py: the fast-burn page delivered, a staging copy's page inhibited, the docs' PromQL run
+  edge        a crash-looping pod burns the edge SLI (Traefik's counts), not the service SLI
+  scaling     the occupancy HPA scales out under a ramp, holds without flapping, and scales back
+  alerts-setup / alerts-delivered
+              a copy of the kit crash-loops and gets stuck on an unpullable image; the slow alerts reach the webhook
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import copy
 import dataclasses
 import datetime
+import gzip
 import http.client
 import json
 import os
@@ -37,11 +48,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 
 import yaml
 
 from . import http as ahttp
-from .keepalive_load import ProcessLoad
+from .keepalive_load import Load, ProcessLoad
 from .kube import Kube
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -737,8 +750,443 @@ def _readiness(env: Env, fails: Failures) -> dict:
     return out
 
 
+# ---- monitoring: the operator, Prometheus, Alertmanager, kube-state-metrics, prometheus-adapter -------------------
+
+# The cluster's addresses, from cluster/lib.sh through scripts/check-cluster.sh.
+PROM = f"http://{os.environ.get('PROMETHEUS_IP', '10.96.0.90')}:9090"
+ALERTMANAGER = f"http://{os.environ.get('ALERTMANAGER_IP', '10.96.0.93')}:9093"
+POD_NET = os.environ.get("POD_CIDR", "10.244.0.0/24")
+SERVICE_NET = os.environ.get("SERVICE_CIDR", "10.96.0.0/24")
+STAGING_NS = "sre-mini-staging"
+TARGET_LABELS = ROOT / "alerts" / "tests" / "target-labels.json"
+
+
+def prom_get(path: str, **params) -> dict:
+    url = f"{PROM}{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)["data"]
+
+
+def prom_value(expr: str) -> float | None:
+    res = prom_get("/api/v1/query", query=expr)["result"]
+    return float(res[0]["value"][1]) if res else None
+
+
+def wait(what: str, timeout: float, fn, step: float = 2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def drill_monitoring(env: Env, args, fails: Failures) -> dict:
+    """The operator selects the kit's own objects as shipped: its targets are up with the label set the unit tests'
+    series carry, and every rule of alerts/alerts.yaml is loaded and healthy."""
+    pods = env.wait_settled()
+    pool = f"serviceMonitor/{NS}/sre-mini/0"
+
+    def targets():
+        ts = [t for t in prom_get("/api/v1/targets", state="active")["activeTargets"] if t["scrapePool"] == pool]
+        return ts if len(ts) == len(pods) and all(t["health"] == "up" for t in ts) else None
+    ts = wait(f"{len(pods)} targets of {pool} up", 120, targets)
+    want = json.loads(TARGET_LABELS.read_text())
+    out = {"targets": len(ts), "labels": sorted(ts[0]["labels"])}
+    for t in ts:
+        have = t["labels"]
+        same = set(have) == set(want) and all(have[k] == want[k] for k in want if k not in ("pod", "instance"))
+        fails.check(same, f"target {have} does not carry the unit tests' label set {want} ({TARGET_LABELS})")
+    log(f"  {len(ts)} targets of {pool} up, labels {out['labels']}: the unit tests' set ({TARGET_LABELS.name})")
+    shipped = yaml.safe_load(open(ROOT / "alerts" / "alerts.yaml"))["spec"]["groups"]
+
+    def loaded():
+        got = {g["name"]: g for g in prom_get("/api/v1/rules")["groups"] if g["file"].find(f"/{NS}-") >= 0}
+        return got if all(g["name"] in got for g in shipped) else None
+    got = wait("the PrometheusRule's groups in Prometheus", 120, loaded)
+    n = bad = 0
+    for g in shipped:
+        rules = got[g["name"]]["rules"]
+        fails.check(len(rules) == len(g["rules"]), f"group {g['name']}: {len(rules)} rules loaded of {len(g['rules'])}")
+        for r in rules:
+            n += 1
+            if r.get("health") not in ("ok", "unknown") or r.get("lastError"):
+                bad += 1
+                fails.check(False, f"rule {r['name']} in {g['name']}: health {r.get('health')} {r.get('lastError')}")
+    out.update(rules=n, unhealthy=bad)
+    log(f"  {n} rules of {len(shipped)} groups loaded from the kit's PrometheusRule, {bad} unhealthy")
+    # The AlertmanagerConfig, once its receivers' Secret exists (the user creates it): the operator merges it into
+    # Alertmanager's configuration, with the matcher on its own namespace.
+    token = pathlib.Path(args.drill_token_file).read_text().strip() if args.drill_token_file else None
+    _secrets(env, NS, args.webhook, token)
+
+    def generated():
+        secret = env.kube.get("/api/v1/namespaces/monitoring/secrets/alertmanager-main-generated")
+        cfg = yaml.safe_load(gzip.decompress(base64.b64decode(secret["data"]["alertmanager.yaml.gz"])))
+        mine = [r for r in cfg["route"].get("routes", []) if f'namespace="{NS}"' in r.get("matchers", [])]
+        return cfg if mine else None
+    try:
+        cfg = wait("the kit's AlertmanagerConfig in the operator's generated configuration", 180, generated, step=5)
+    except RuntimeError as e:
+        fails.check(False, str(e))
+        return out
+    # The operator's translation of this namespace's part, with the receivers' URLs as the repository ships them:
+    # alerts/alertmanager/alertmanager.yml must be exactly that (the offline checks test its routes with amtool).
+    ours = f'namespace="{NS}"'
+    placeholder = "https://alert-receivers.invalid/sre-mini/{}"
+    receivers = [r for r in cfg["receivers"] if r["name"] == "null" or r["name"].startswith(f"{NS}/")]
+    for r in receivers:
+        for w in r.get("webhook_configs", []):
+            w["url"] = placeholder.format(r["name"].rsplit("/", 1)[1])
+    want = {"route": {**{k: v for k, v in cfg["route"].items() if k != "routes"},
+                      "routes": [r for r in cfg["route"]["routes"] if ours in r.get("matchers", [])]},
+            "inhibit_rules": [r for r in cfg.get("inhibit_rules", []) if ours in r.get("source_matchers", [])],
+            "receivers": receivers, "templates": cfg.get("templates", [])}
+    shipped_am = ROOT / "alerts" / "alertmanager" / "alertmanager.yml"
+    same = yaml.safe_load(shipped_am.read_text()) == want
+    if not same:
+        redo = pathlib.Path(args.results or tempfile.mktemp()).with_name("alertmanager.yml")
+        redo.write_text(shipped_am.read_text().split("\nroute:")[0] + "\n" + yaml.safe_dump(want, sort_keys=False))
+        fails.check(False, f"{shipped_am} is not the operator's translation of the AlertmanagerConfig: the operator's "
+                           f"is {redo} (copy it over if the AlertmanagerConfig changed on purpose)")
+    out.update(alertmanager_yml_is_operators=same)
+    log(f"  the operator merged the AlertmanagerConfig ({len(want['route']['routes'][0]['routes'])} routes, "
+        f"{len(want['inhibit_rules'])} inhibit rules matching {ours}); alertmanager.yml is its translation: {same}")
+    return out
+
+
+ALERTS_NS = "sre-mini-alerts"
+SLOW_ALERTS = ("SreMiniPodCrashLooping", "SreMiniRolloutStuck", "SreMiniPDBNotEnoughHealthyPods")
+
+
+def _copy(env: Env, ns: str, hook: str, token: str | None) -> list[dict]:
+    """Another copy of the kit (the applied kustomization, moved to NS, without the shared Ingress), with the Secrets
+    a user creates, its pods Ready."""
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "v1.30"}}}
+    env.kube.kubectl("apply", "-f", "-", input=json.dumps(body))
+    _secrets(env, ns, hook, token)
+    d = tempfile.mkdtemp(prefix=f"srekit-{ns}-")
+    pathlib.Path(d, "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": ns,
+        "resources": [os.path.relpath(env.kit, d)],
+        "patches": [{"patch": yaml.safe_dump({"$patch": "delete", "apiVersion": "networking.k8s.io/v1",
+                                              "kind": "Ingress", "metadata": {"name": "sre-mini", "namespace": NS}})}],
+    }))
+    env.kube.kubectl("apply", "-k", d)
+    env.kube.kubectl("-n", ns, "rollout", "status", "deployment/sre-mini", "--timeout=180s", timeout=200)
+    return wait(f"3 pods Ready in {ns}", 180, lambda: (lambda ps: ps if len(ps) >= 3 and all(map(ready, ps)) else None)(
+        [p for p in env.kube.get(f"/api/v1/namespaces/{ns}/pods?labelSelector=app%3Dsre-mini")["items"]
+         if not p["metadata"].get("deletionTimestamp")]))
+
+
+def _secrets(env: Env, ns: str, hook: str, token: str | None) -> None:
+    """The Secrets a user creates: the Alertmanager receivers' URLs (the drill's webhook) and the drill token."""
+    receivers = {k: f"{hook}/{k}" for k in ("page", "ticket", "info")}
+    for name, data in (("sre-mini-alert-receivers", receivers), ("sre-mini-drill-token", {"token": token} if token else None)):
+        if data is None:
+            continue
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
+                  "stringData": data}
+        env.kube.kubectl("apply", "-f", "-", input=json.dumps(secret))
+
+
+def drill_burn(env: Env, args, fails: Failures) -> dict:
+    """alerts/drill.py on the real stack: the fast-burn page from the real Prometheus through the real Alertmanager to
+    the webhook; staging's page fired but inhibited by staging's real NoReadyPods; every PromQL of the docs runs."""
+    token = pathlib.Path(args.drill_token_file).read_text().strip() if args.drill_token_file else None
+    prod = env.wait_settled()
+    staging = []
+    try:
+        staging = _copy(env, STAGING_NS, args.webhook, token)
+        for p in staging:  # the staging copy has no ready pod: kube-state-metrics reports 0 available
+            fails.check(request(p["status"]["podIP"], 8080, "POST", "/fail/ready", env.drill_headers) == 200,
+                        f"staging /fail/ready on {p['metadata']['name']}")
+        cmd = [sys.executable, str(ROOT / "alerts" / "drill.py"), "--mode", "cluster (scrape and rules every 15 s)",
+               "--target", f"http://{prod[0]['status']['podIP']}:8080", "--prom", PROM,
+               "--staging-target", f"http://{staging[0]['status']['podIP']}:8080",
+               "--alertmanager", ALERTMANAGER, "--webhook", args.webhook, "--group-wait", "10",
+               "--eval-interval", "15", "--ratio", "0.5", "--threads", "16", "--fire-timeout", "420",
+               "--fall-timeout", "300", "--step", "10", "--setup-timeout", "240", "--check-docs", str(ROOT),
+               "--target-labels", str(TARGET_LABELS), "--allow-net", POD_NET, "--allow-net", SERVICE_NET]
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, text=True, capture_output=True, timeout=1200,
+                           env=os.environ | ({"DRILL_TOKEN": token} if token else {}))
+        for line in (p.stdout + p.stderr).splitlines():
+            log(f"    {line}")
+        fails.check(p.returncode == 0, f"the burn drill failed (exit {p.returncode}, above)")
+        return {"exit": p.returncode, "seconds": round(time.monotonic() - t0, 1)}
+    finally:
+        for p in prod:
+            request(p["status"]["podIP"], 8080, "POST", "/recover/work", env.drill_headers)
+        env.kube.kubectl("delete", "namespace", STAGING_NS, "--wait=true", "--timeout=180s", check=False, timeout=200)
+
+
+def drill_edge(env: Env, args, fails: Failures) -> dict:
+    """One pod of three crash-looping (/panic each time it is up) under load through Traefik: the edge SLI, from
+    Traefik's own counts, burns budget; the service SLI, from the pods' own counts, does not."""
+    pods = env.wait_settled()
+    victim = pods[0]["metadata"]["name"]
+    load = _load(env, "edge", 200, 600)
+    load.start()
+    panics = 0
+    t_end = time.monotonic() + args.edge_seconds
+    try:
+        time.sleep(20)  # a clean window first
+        while time.monotonic() < t_end:
+            # Crash it each time it is back in service, so that Traefik routes to it when it dies, as it would to a
+            # pod that crashes under load.
+            p = env.kube.get(f"/api/v1/namespaces/{NS}/pods/{victim}")
+            if ready(p):
+                time.sleep(2)
+                try:
+                    request(p["status"]["podIP"], 8080, "POST", "/panic", env.drill_headers, timeout=3)
+                except (OSError, http.client.HTTPException):
+                    pass
+                panics += 1
+            time.sleep(0.5)
+        # One scrape and one evaluation later, the 5m ratios hold the last crash too.
+        time.sleep(35)
+        edge = prom_value(f'namespace:sremini_edge_errors:ratio_rate5m{{namespace="{NS}"}}')
+        service = prom_value(f'namespace_job:sremini_work_errors:ratio_rate5m{{namespace="{NS}",job="sre-mini"}}')
+    finally:
+        load.stop(60)
+        env.kube.kubectl("-n", NS, "delete", "pod", victim, "--wait=true", timeout=120)
+        env.wait_settled()
+    w = load.window(0, time.monotonic())
+    out = {"panics": panics, "edge_ratio_5m": edge, "service_ratio_5m": service, "requests": w.requests,
+           "client_failures": dict(w.failures)}
+    log(f"  {panics} panics of {victim} in {args.edge_seconds:.0f} s under load ({w.requests} requests, failures seen by "
+        f"the client {dict(w.failures)}): edge 5m error ratio {edge}, service 5m error ratio {service}")
+    fails.check(edge is not None and edge > 0.001,
+                f"the edge SLI did not burn budget (5m error ratio {edge}, the SLO allows 0.001)")
+    fails.check(service is not None and service == 0, f"the service SLI saw the crashes (5m error ratio {service})")
+    return out
+
+
+def drill_pdb(env: Env, args, fails: Failures) -> dict:
+    """`kubectl drain` of the node under load: the PDB lets exactly one pod go, then blocks the drain, since the
+    evicted pod cannot be scheduled on a cordoned node."""
+    env.wait_settled()
+    node = env.kube.get("/api/v1/nodes")["items"][0]["metadata"]["name"]
+    load = _load(env, "pdb", 100, 300)
+    load.start()
+    t0 = time.monotonic()
+    try:
+        time.sleep(5)
+        p = env.kube.kubectl("drain", node, "--pod-selector=app=sre-mini", "--delete-emptydir-data",
+                             "--timeout=60s", check=False, timeout=120)
+        pdb = env.kube.get(f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/sre-mini-pdb")["status"]
+        pods = env.pods()
+    finally:
+        env.kube.kubectl("uncordon", node)
+        load.stop(60)
+    evicted = p.stdout.count("evicted")
+    blocked = "disruption budget" in p.stderr
+    w = load.window(t0, time.monotonic())
+    out = {"drain_exit": p.returncode, "evicted": evicted, "blocked": blocked, "pdb_status": pdb,
+           "requests": w.requests, "failed": w.failed}
+    log(f"  kubectl drain: exit {p.returncode}, {evicted} pod evicted, then blocked by the PDB: {blocked}; PDB status "
+        f"healthy {pdb.get('currentHealthy')} of desired {pdb.get('desiredHealthy')}, {pdb.get('disruptionsAllowed')} "
+        f"disruptions allowed; {sum(map(ready, pods))} of {len(pods)} pods ready; load {w.requests} requests, "
+        f"{w.failed} failed")
+    fails.check(p.returncode != 0 and evicted == 1 and blocked,
+                f"the drain was not stopped after one eviction: exit {p.returncode}, evicted {evicted}, {p.stderr[-300:]}")
+    fails.check(w.failed == 0, f"requests failed during the drain: {dict(w.failures)}")
+    env.wait_settled()
+    return out
+
+
+def drill_alerts_setup(env: Env, args, fails: Failures) -> dict:
+    """The start of the slow alerts' drill, in a copy of the kit in namespace sre-mini-alerts, left running while the
+    other monitoring drills run (the alerts' `for` is 5 to 15 minutes): one pod crashes three times, and a rollout to
+    an image that cannot be pulled gets stuck, leaving the PDB short of healthy pods."""
+    token = pathlib.Path(args.drill_token_file).read_text().strip() if args.drill_token_file else None
+    pods = _copy(env, ALERTS_NS, args.webhook, token)
+    victim = pods[0]["metadata"]["name"]
+    for i in range(3):
+        p = wait(f"{victim} Ready", 120, lambda: (lambda x: x if ready(x) else None)(
+            env.kube.get(f"/api/v1/namespaces/{ALERTS_NS}/pods/{victim}")), step=1)
+        try:
+            request(p["status"]["podIP"], 8080, "POST", "/panic", env.drill_headers, timeout=3)
+        except (OSError, http.client.HTTPException):
+            pass
+        wait(f"{victim} restarted", 120, lambda: env.kube.get(f"/api/v1/namespaces/{ALERTS_NS}/pods/{victim}")[
+            "status"]["containerStatuses"][0]["restartCount"] > i, step=1)
+    image = env.deployment()["spec"]["template"]["spec"]["containers"][0]["image"]
+    missing = image.split("@")[0] + "@sha256:" + "f" * 64  # a digest the registry does not hold
+    env.kube.kubectl("-n", ALERTS_NS, "set", "image", "deployment/sre-mini", f"sre-mini={missing}")
+    drill_alerts_setup.started = time.time()
+    log(f"  {ALERTS_NS}: {victim} crashed 3 times; a rollout to {missing.split('/')[-1][:40]}... cannot pull; the "
+        f"alerts {', '.join(SLOW_ALERTS)} are due within their `for` (5 to 15 minutes)")
+    return {"victim": victim, "image": missing}
+
+
+def drill_alerts_delivered(env: Env, args, fails: Failures) -> dict:
+    """The end of the slow alerts' drill: each alert reached the webhook from namespace sre-mini-alerts, through the
+    real kube-state-metrics, Prometheus and Alertmanager. Waits for the longest `for` to pass, bounded."""
+    started = getattr(drill_alerts_setup, "started", None)
+    if started is None:
+        fails.check(False, "alerts-delivered runs only after alerts-setup in the same run")
+        return {}
+    with urllib.request.urlopen(f"{args.webhook}/received", timeout=10) as r:
+        received = json.load(r)
+
+    def arrived():
+        with urllib.request.urlopen(f"{args.webhook}/received", timeout=10) as r:
+            got = {}
+            for n in json.load(r):
+                for a in n["payload"].get("alerts", []):
+                    lab = a.get("labels", {})
+                    if lab.get("namespace") == ALERTS_NS and a.get("status") == "firing" and lab.get("alertname") in SLOW_ALERTS:
+                        got.setdefault(lab["alertname"], (round(n["at"] - started), n["path"]))
+            return got if len(got) == len(SLOW_ALERTS) else None
+    out = {}
+    try:
+        got = wait("the slow alerts at the webhook", max(60, started + 1500 - time.time()), arrived, step=10)
+        for name in SLOW_ALERTS:
+            out[name] = {"seconds_after_fault": got[name][0], "receiver": got[name][1]}
+            log(f"  {name}{{namespace={ALERTS_NS}}} at the webhook ({got[name][1]}) {got[name][0]} s after the fault")
+            fails.check(got[name][1] == "/ticket", f"{name} (severity warning) reached {got[name][1]}, not /ticket")
+    except RuntimeError as e:
+        firing = [a["labels"]["alertname"] for a in prom_get("/api/v1/alerts")["alerts"]
+                  if a["labels"].get("namespace") == ALERTS_NS]
+        fails.check(False, f"{e}; firing in Prometheus for {ALERTS_NS}: {sorted(set(firing))}; received so far: "
+                           f"{len(received)} notifications")
+    finally:
+        env.kube.kubectl("delete", "namespace", ALERTS_NS, "--wait=true", "--timeout=180s", check=False, timeout=200)
+    return out
+
+
+def drill_scaling(env: Env, args, fails: Failures) -> dict:
+    """The HPA on the bulkhead's occupancy (deploy/components/hpa-occupancy), by the real HPA controller with metrics
+    from prometheus-adapter: /work through Traefik ramps from 0 to 3x one pod's capacity, holds, and stops. The HPA must
+    scale out before the 503s exceed 1% of what the pods it had could serve, settle without flapping, and scale back to
+    its minimum within the scale-down policy. WORK_MAX_CONCURRENT is lowered for the drill so that one client process
+    can drive 3x a pod's capacity; the occupancy it is measured against is lowered with it."""
+    slots, delay = args.scaling_slots, 2.0
+    per_pod = slots / delay  # /work per second one pod can take
+    hpa_path = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/sre-mini-hpa"
+    hpa = env.kube.get(hpa_path)["spec"]
+    floor, down = hpa["minReplicas"], hpa["behavior"]["scaleDown"]
+    env.kube.kubectl("-n", NS, "set", "env", "deployment/sre-mini", f"WORK_MAX_CONCURRENT={slots}")
+    env.wait_settled()
+    peak = 3 * slots  # connections in flight at 3x one pod's capacity
+    load = Load(port=443, path="/work", host=env.host, connections=peak, timeout=30, stagger=args.scaling_ramp,
+                tag="scale", addr=env.edge, ca=env.ca, pause_after_503=1.0)
+    timeline = []
+
+    def sample(t0: float) -> dict:
+        h = env.kube.get(hpa_path)["status"]
+        dep = env.deployment()["status"]
+        occ = prom_value(f'avg(sremini_work_active{{namespace="{NS}"}} / sremini_work_max_concurrent{{namespace="{NS}"}})')
+        now = time.monotonic() - t0
+        started = min(peak, int(peak * now / args.scaling_ramp)) if load_on[0] else 0
+        row = {"t": round(now, 1), "replicas": dep.get("replicas", 0), "ready": dep.get("readyReplicas", 0),
+               "desired": h.get("desiredReplicas"), "occupancy": None if occ is None else round(occ, 3),
+               "load_rps": round(started / delay, 1)}
+        timeline.append(row)
+        return row
+
+    load_on = [True]
+    t0 = time.monotonic()
+    load.start()
+    try:
+        while time.monotonic() - t0 < args.scaling_ramp + args.scaling_hold:
+            sample(t0)
+            time.sleep(5)
+        load.stop(60)
+        load_on[0] = False
+        t_stop = time.monotonic() - t0
+        # Back to the floor: the stabilisation window, then one step per period for every pod above it.
+        top = max(r["replicas"] for r in timeline)
+        bound = down["stabilizationWindowSeconds"] + max(0, top - floor) * min(p["periodSeconds"] for p in down["policies"]) + 90
+        while time.monotonic() - t0 < t_stop + bound:
+            r = sample(t0)
+            if r["replicas"] == floor and r["ready"] == floor and time.monotonic() - t0 > t_stop + 30:
+                break
+            time.sleep(10)
+    finally:
+        if load_on[0]:
+            load.stop(60)
+        env.reapply()
+    back = timeline[-1]["replicas"] == floor
+    # The first scale-out, and the 503s up to it against what the pods there could have served.
+    first_out = next((r for r in timeline if (r["desired"] or 0) > floor), None)
+    t_out = first_out["t"] if first_out else t_stop
+    w = load.window(t0, t0 + t_out)
+    shed = w.failures.get("status:503", 0)
+    servable = floor * per_pod * t_out
+    share = shed / servable if servable else 0
+    # Flapping: direction changes of the replica count while the load held.
+    held = [r["replicas"] for r in timeline if args.scaling_ramp <= r["t"] <= t_stop]
+    steps = [b - a for a, b in zip(held, held[1:]) if b != a]
+    flips = sum(1 for a, b in zip(steps, steps[1:]) if (a > 0) != (b > 0))
+    whole = load.window(t0, t0 + t_stop)
+    out = {"slots": slots, "peak_rps": peak / delay, "per_pod_rps": per_pod, "first_scale_out_s": t_out,
+           "shed_before_scale_out": shed, "servable_before_scale_out": round(servable), "share": round(share, 4),
+           "max_replicas": top, "flips_while_held": flips, "load_stopped_s": round(t_stop, 1),
+           "back_to_floor_s": round(timeline[-1]["t"] - t_stop, 1) if back else None, "requests": whole.requests,
+           "failures": dict(whole.failures), "timeline": timeline}
+    log(f"  load 0 -> {peak / delay:g} /work/s (3x a pod's {per_pod:g}) over {args.scaling_ramp:g} s, held "
+        f"{args.scaling_hold:g} s: {whole.requests} requests, {dict(whole.failures)}")
+    log(f"  HPA: first scale-out at {t_out:.0f} s (desired {first_out and first_out['desired']}), "
+        f"{shed} x 503 before it = {share:.2%} of the {servable:.0f} the {floor} pods could serve; peak {top} replicas; "
+        f"{flips} direction changes while the load held; back to {floor} "
+        f"{out['back_to_floor_s']} s after the load stopped (bound {bound:.0f} s)")
+    fails.check(first_out is not None, "the HPA never scaled out")
+    fails.check(share <= 0.01, f"503s before the scale-out were {share:.2%} of what the pods could serve (bound 1%)")
+    fails.check(flips <= 1, f"the replica count changed direction {flips} times while the load held")
+    fails.check(back, f"the HPA did not scale back to {floor} within {bound:.0f} s of the load stopping")
+    pathlib.Path(args.scaling_svg).write_text(timeline_svg(timeline, t_stop))
+    log(f"  timeline: {args.scaling_svg}")
+    return out
+
+
+def timeline_svg(rows: list[dict], t_stop: float) -> str:
+    """The scaling drill's timeline as an SVG line chart: replicas (desired and ready), the offered load as a share
+    of the peak, and the bulkhead's occupancy."""
+    w, h, m = 720, 300, 40
+    tmax = max(r["t"] for r in rows) or 1
+    rmax = max(max(r["replicas"], r["desired"] or 0) for r in rows) + 1
+
+    def x(t):
+        return m + (w - 2 * m) * t / tmax
+
+    def y(v, top):
+        return h - m - (h - 2 * m) * v / top
+
+    def line(key, top, color, scale=1.0):
+        pts = " ".join(f"{x(r['t']):.1f},{y((r[key] or 0) * scale, top):.1f}" for r in rows)
+        return f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>'
+
+    peak = max(r["load_rps"] for r in rows) or 1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{w}" height="{h}" fill="white"/>',
+             f'<line x1="{m}" y1="{h - m}" x2="{w - m}" y2="{h - m}" stroke="black"/>',
+             f'<line x1="{m}" y1="{m}" x2="{m}" y2="{h - m}" stroke="black"/>',
+             f'<line x1="{x(t_stop):.1f}" y1="{m}" x2="{x(t_stop):.1f}" y2="{h - m}" stroke="gray" stroke-dasharray="4"/>',
+             line("desired", rmax, "#d62728"), line("ready", rmax, "#1f77b4"),
+             line("load_rps", rmax, "#2ca02c", rmax * 0.9 / peak),
+             line("occupancy", rmax, "#ff7f0e", rmax * 0.9)]
+    for v in range(0, rmax + 1):
+        parts.append(f'<text x="{m - 18}" y="{y(v, rmax) + 4:.1f}">{v}</text>')
+    for t in range(0, int(tmax) + 1, 60):
+        parts.append(f'<text x="{x(t) - 8:.1f}" y="{h - m + 16}">{t}s</text>')
+    legend = [("#d62728", "HPA desired replicas"), ("#1f77b4", "ready replicas"),
+              ("#2ca02c", f"offered load (peak {peak:g} /work/s)"), ("#ff7f0e", "bulkhead occupancy (0 to 1)")]
+    for i, (c, label) in enumerate(legend):
+        parts.append(f'<rect x="{w - m - 230}" y="{m + 16 * i - 10}" width="10" height="10" fill="{c}"/>'
+                     f'<text x="{w - m - 215}" y="{m + 16 * i}">{label}</text>')
+    parts.append(f'<text x="{x(t_stop) + 4:.1f}" y="{m + 80}" fill="gray">load stops</text></svg>')
+    return "\n".join(parts) + "\n"
+
+
 DRILLS = {"admission": drill_admission, "cgroups": drill_cgroups, "rollout": drill_rollout, "probes": drill_probes,
-          "contention": drill_contention, "healing": drill_healing}
+          "contention": drill_contention, "healing": drill_healing, "monitoring": drill_monitoring, "burn": drill_burn,
+          "edge": drill_edge, "pdb": drill_pdb, "scaling": drill_scaling, "alerts-setup": drill_alerts_setup,
+          "alerts-delivered": drill_alerts_delivered}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -750,9 +1198,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", default=str(ROOT / "deploy" / "platform" / "admission-policy.yaml"))
     ap.add_argument("--audit-log", default=str(ROOT / "target/cluster/logs/audit.log"))
     ap.add_argument("--drill-token-file")
-    ap.add_argument("--connections", type=int, default=800)
+    ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--short-delay-ms", type=int, default=200)
     ap.add_argument("--contention-seconds", type=float, default=45)
+    ap.add_argument("--edge-seconds", type=float, default=150)
+    ap.add_argument("--scaling-slots", type=int, default=32, help="WORK_MAX_CONCURRENT during the scaling drill")
+    ap.add_argument("--scaling-ramp", type=float, default=180)
+    ap.add_argument("--scaling-hold", type=float, default=120)
+    ap.add_argument("--scaling-svg", default=str(ROOT / "target" / "cluster" / "scaling.svg"))
+    ap.add_argument("--webhook", help="the drill's webhook receiver, which the cluster's Alertmanager can reach")
     ap.add_argument("--results")
     args = ap.parse_args(argv)
     env = Env.discover(Kube(), args.kit, args.ca, args.drill_token_file)

@@ -87,6 +87,7 @@ class Load:
     tag: str = ""  # prefix of every X-Drill-Id this load sends
     addr: str = "127.0.0.1"
     ca: str | None = None
+    pause_after_503: float = 0.0  # seconds a connection waits after a 503, as a client honouring Retry-After does
     done: object = None  # optional shared counter (multiprocessing.Value) of requests recorded, read while running
     records: list[Record] = field(default_factory=list)
     reopens: list[tuple[float, str]] = field(default_factory=list)  # (when, X-Drill-Id of the attempt)
@@ -200,6 +201,8 @@ class Load:
                 self.done.value += 1
             if outcome.startswith("connect:"):
                 await asyncio.sleep(0.05)  # a refused connect must not become a busy loop
+            elif outcome == "status:503" and self.pause_after_503:
+                await asyncio.sleep(self.pause_after_503)
         if writer is not None:
             writer.close()
 

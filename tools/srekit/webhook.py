@@ -1,19 +1,20 @@
-"""A loopback webhook receiver for Alertmanager notifications, for the burn drill (scripts/drill-burn.sh).
+"""A webhook receiver for Alertmanager notifications, for the burn drill (alerts/drill.py).
 
 POST /<receiver> with Alertmanager's webhook JSON is recorded with its arrival time (UNIX seconds) and the path;
-GET /received returns every notification so far as a JSON list. It binds 127.0.0.1 only, keeps at most
-MAX_NOTIFICATIONS notifications of at most MAX_BODY bytes each, and exits after --lifetime seconds.
+GET /received returns every notification so far as a JSON list. It binds an ephemeral port on --bind (127.0.0.1, or
+the cluster node's bridge address so that the cluster's Alertmanager reaches it), publishes the port atomically in
+--port-file, keeps at most MAX_NOTIFICATIONS notifications of at most MAX_BODY bytes each, and exits after --lifetime
+seconds, so a killed drill never leaves it serving.
 
-  python3 -m srekit.webhook --port-file FILE [--lifetime 900]
+  python3 -m srekit.webhook --port-file FILE [--bind 127.0.0.1] [--lifetime 900]
 """
 import argparse
 import json
+import os
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from .standin import serve_for
 
 MAX_BODY = 1 << 20
 MAX_NOTIFICATIONS = 1000
@@ -22,8 +23,8 @@ MAX_NOTIFICATIONS = 1000
 class Sink(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, bind):
+        super().__init__((bind, 0), Handler)
         self.lock = threading.Lock()
         self.received = []
 
@@ -64,10 +65,16 @@ class Handler(BaseHTTPRequestHandler):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port-file", required=True)
+    p.add_argument("--bind", default="127.0.0.1")
     p.add_argument("--lifetime", type=float, default=900)
     a = p.parse_args(argv)
-    srv = Sink()
-    return serve_for(srv, a.port_file, a.lifetime)
+    srv = Sink(a.bind)
+    with open(a.port_file + ".tmp", "w", encoding="utf-8") as f:
+        f.write(str(srv.server_address[1]))
+    os.replace(a.port_file + ".tmp", a.port_file)
+    threading.Timer(a.lifetime, srv.shutdown).start()
+    srv.serve_forever()
+    return 0
 
 
 if __name__ == "__main__":
