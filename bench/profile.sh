@@ -26,7 +26,7 @@ if ! [[ $DURATION =~ ^[1-9][0-9]?$ ]] || (( DURATION < 3 )); then die "DURATION 
 [[ $CONNS =~ ^[1-9][0-9]{0,3}$ ]] || die "CONNS must be 1..9999"
 case "$MODE" in keepalive) HDR=() ;; close) HDR=(-H 'Connection: close') ;; *) die "MODE must be keepalive or close" ;; esac
 
-need_apt wrk wrk
+need wrk
 need_apt taskset util-linux
 case "$TOOL" in
   perf) need_apt perf linux-perf ;;

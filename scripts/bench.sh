@@ -49,7 +49,7 @@ done
 (( ROUNDS <= 20 && DURATION <= 60 && CONNS <= 1000 && BURST <= 2000 && STARTS <= 20 )) ||
   die "ROUNDS<=20, DURATION<=60, CONNS<=1000, BURST<=2000, STARTS<=20"
 
-need_apt wrk wrk
+need wrk
 need_apt taskset util-linux
 need_apt flock util-linux
 need_apt python3 python3

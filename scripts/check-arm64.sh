@@ -19,8 +19,7 @@ cd "$ROOT"
 TARGET=$(rust_target arm64)
 ARM64_MAX_BYTES="${ARM64_MAX_BYTES:-$((650 * 1024))}"
 need_target "$TARGET"
-need_cargo auditable cargo-auditable
-need_apt qemu-aarch64-static qemu-user-static
+need cargo-auditable qemu-aarch64-static
 need_apt file file
 RUNNER=$(command -v qemu-aarch64-static)
 OUT="$ROOT/target/check-arm64"

@@ -12,7 +12,7 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 TARGETS=(parse_head chunked differential_httparse conn_events)
 
 need_apt c++ g++          # libfuzzer-sys compiles libFuzzer from C++ sources
-need_cargo fuzz cargo-fuzz
+need cargo-fuzz
 # cargo-fuzz passes -Z flags to rustc; this machine (and CI) has only a stable toolchain.
 export RUSTC_BOOTSTRAP=1
 

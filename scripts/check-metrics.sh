@@ -12,8 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-need_apt promtool prometheus
-need_apt prometheus prometheus
+need promtool prometheus
 need_apt curl curl
 command -v python3 >/dev/null || die "python3 is required to drive traffic"
 # The Python steps live in tools/srekit/metrics_check.py (run through lib.sh's srekit).
@@ -25,6 +24,7 @@ TMP="$(mktemp -d)"
 SRV_PID="" PROM_PID=""
 cleanup() {
   local rc=$?
+  set +e # a process that dies of the signal must not stop the cleanup (lib.sh sets -e)
   for pid in "$PROM_PID" "$SRV_PID"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done

