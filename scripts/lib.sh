@@ -86,8 +86,12 @@ _pip_version() { python3 -c 'import importlib.metadata as m, sys; print(m.versio
 # _probe_names PROBE VERSION: PROBE ("-" for none) runs and its output names VERSION as a whole word.
 _probe_names() {
   [ "$1" = "-" ] && return 0
+  # The output is read whole first: `grep -q` may stop reading at its match, and under pipefail the probe's SIGPIPE
+  # would fail the pipeline.
+  local out
   # shellcheck disable=SC2086  # the probe is a command line
-  $1 2>&1 | grep -qE "(^|[^0-9.])v?${2//./\\.}([^0-9.]|$)"
+  out=$($1 2>&1) || true
+  grep -qE "(^|[^0-9.])v?${2//./\\.}([^0-9.]|$)" <<<"$out"
 }
 
 # need_apt CMD PKG: a base command of the distribution (curl, file, ip ...): any version will do; a missing one is
