@@ -12,7 +12,7 @@
 #      `kubectl apply -k` of the root with only the image overridden, rolled out
 #   4. the drills on the kit as applied: admission, cgroups, rollout, probes, contention, healing (CLUSTER_DRILLS)
 #   5. the monitoring stack (cluster/monitoring.sh), the dev overlay on top (the kit's ServiceMonitor, PrometheusRule
-#      and AlertmanagerConfig, the occupancy HPA), and its drills: monitoring, pdb, alerts-setup, burn, edge,
+#      and AlertmanagerConfig, the occupancy HPA), and its drills: monitoring, pdb, alerts-setup, edge, burn,
 #      scaling, alerts-delivered (MONITORING_DRILLS; the slow alerts' fault runs behind the three in between)
 # Needs root. Takes about 15 minutes warm; a cold build of the cluster adds about 20 (docs/cluster.md).
 . "$(dirname "$0")/lib.sh"
@@ -32,7 +32,7 @@ hook_pid="" build_pid=""
 finish() {
   local rc=$?
   set +e # a failing step of the teardown must not stop the rest of it (lib.sh sets -e)
-  [ -n "$build_pid" ] && kill -- "$build_pid" 2>/dev/null && wait "$build_pid" 2>/dev/null
+  [ -n "$build_pid" ] && kill -- "-$build_pid" 2>/dev/null && wait "$build_pid" 2>/dev/null
   [ -n "$hook_pid" ] && kill "$hook_pid" 2>/dev/null && wait "$hook_pid" 2>/dev/null
   say "cluster: tearing down"
   if ! bash "$ROOT/cluster/down.sh"; then
@@ -49,7 +49,7 @@ trap 'exit 130' INT TERM
 # What the cluster starts with is built first; the monitoring stack's modules build behind the first drills, which
 # mostly wait on Kubernetes' own timers (niced: they take only the CPU the drills leave).
 bash cluster/build.sh "${CORE_MODULES[@]}" || die "cluster/build.sh failed"
-nice -n 19 bash cluster/build.sh "${MONITORING_MODULES[@]}" >"$OUT/build-monitoring.log" 2>&1 &
+setsid nice -n 19 bash cluster/build.sh "${MONITORING_MODULES[@]}" >"$OUT/build-monitoring.log" 2>&1 & # own group: see finish
 build_pid=$!
 bash cluster/up.sh --no-monitoring || die "cluster/up.sh failed (above; component logs in $KUBE_LOGS)"
 eval "$(bash cluster/kubeconfig.sh)"
@@ -160,4 +160,4 @@ say "kit: the dev overlay, with its ServiceMonitor, PrometheusRule, Alertmanager
 kubectl apply -k "$WORK/dev" || die "kubectl apply -k of the dev overlay failed"
 kubectl -n sre-mini rollout status deployment/sre-mini --timeout=180s || die "the Deployment did not roll out"
 # shellcheck disable=SC2086
-drills monitoring "$WORK/dev" ${MONITORING_DRILLS:-monitoring pdb alerts-setup burn edge scaling alerts-delivered} || die "monitoring drills failed (above)"
+drills monitoring "$WORK/dev" ${MONITORING_DRILLS:-monitoring pdb alerts-setup edge burn scaling alerts-delivered} || die "monitoring drills failed (above)"

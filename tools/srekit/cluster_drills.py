@@ -20,8 +20,8 @@ With the monitoring stack (cluster/monitoring.sh) and the dev overlay applied:
   monitoring  the operator selects the kit's objects: targets up with the unit tests' labels, every rule loaded, and
               alertmanager.yml equal to the operator's translation of the AlertmanagerConfig
   pdb         `kubectl drain` under load: one eviction, then the PDB blocks it; 0 failed requests
-  burn        alerts/drill.py: the fast-burn page delivered, a staging copy's page inhibited, the docs' PromQL run
   edge        a crash-looping pod burns the edge SLI (Traefik's counts), not the service SLI
+  burn        alerts/drill.py: the fast-burn page delivered, a staging copy's page inhibited, the docs' PromQL run
   scaling     the occupancy HPA scales out under a ramp, holds without flapping, and scales back
   alerts-setup / alerts-delivered
               a copy of the kit crash-loops and gets stuck on an unpullable image; the slow alerts reach the webhook
@@ -931,9 +931,13 @@ def drill_edge(env: Env, args, fails: Failures) -> dict:
     load = _load(env, "edge", 200, 600)
     load.start()
     panics = 0
-    t_end = time.monotonic() + args.edge_seconds
+    edge_q = f'namespace:sremini_edge_errors:ratio_rate5m{{namespace="{NS}"}}'
+    service_q = f'namespace_job:sremini_work_errors:ratio_rate5m{{namespace="{NS}",job="sre-mini"}}'
     try:
-        time.sleep(20)  # a clean window first
+        # A clean window first: neither 5m window may hold an earlier drill's errors, or they would read as this one's.
+        wait("both 5m error ratios at 0 under the load, before the crashes", 360,
+             lambda: prom_value(edge_q) == 0 and prom_value(service_q) == 0, step=5)
+        t_end = time.monotonic() + args.edge_seconds
         while time.monotonic() < t_end:
             # Crash it each time it is back in service, so that Traefik routes to it when it dies, as it would to a
             # pod that crashes under load.
@@ -948,8 +952,7 @@ def drill_edge(env: Env, args, fails: Failures) -> dict:
             time.sleep(0.5)
         # One scrape and one evaluation later, the 5m ratios hold the last crash too.
         time.sleep(35)
-        edge = prom_value(f'namespace:sremini_edge_errors:ratio_rate5m{{namespace="{NS}"}}')
-        service = prom_value(f'namespace_job:sremini_work_errors:ratio_rate5m{{namespace="{NS}",job="sre-mini"}}')
+        edge, service = prom_value(edge_q), prom_value(service_q)
     finally:
         load.stop(60)
         env.kube.kubectl("-n", NS, "delete", "pod", victim, "--wait=true", timeout=120)
