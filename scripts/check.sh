@@ -31,6 +31,23 @@ run_step() {
 
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${steps_all[@]}")
+# The cluster step's Go builds are most of a cold run (docs/cluster.md, "Build"). When that step is to run, they start
+# now, niced, behind the steps before it, which leave the CPU idle for much of their time (downloads, sleeps, qemu);
+# the cluster step then finds in the cache what is done (cluster/build.sh locks each module) and builds the rest.
+prebuild_pid=""
+stop_prebuild() { # only while it runs (jobs -r): a finished one's pid may belong to another process by now
+  [ -n "$prebuild_pid" ] && jobs -rp | grep -qx "$prebuild_pid" && kill -- "-$prebuild_pid" 2>/dev/null
+  return 0
+}
+if [[ " ${steps[*]} " == *" cluster "* ]]; then
+  mkdir -p target/cluster
+  # setsid: its own process group, so that stopping it stops the go build under it too.
+  setsid nice -n 19 bash cluster/build.sh >target/cluster/prebuild.log 2>&1 &
+  prebuild_pid=$!
+  trap stop_prebuild EXIT
+  trap 'exit 130' INT TERM
+  echo "cluster modules building in the background (pid $prebuild_pid, log target/cluster/prebuild.log)" >&2
+fi
 passed=0; failed=0; report=()
 for s in "${steps[@]}"; do
   say "step: $s"

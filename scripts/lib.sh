@@ -73,7 +73,10 @@ need() {
       cargo)
         ver=${spec#*@}
         _probe_names "$probe" "$ver" && continue
-        cargo install --locked "$spec" >&2 || die "cargo install --locked $spec failed"
+        # Built for a short compile, not for speed (their work here takes seconds): a cold run compiles these
+        # tools' hundreds of crates, and without LTO at opt-level 1 that takes far less time.
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+          cargo install --locked "$spec" >&2 || die "cargo install --locked $spec failed"
         _probe_names "$probe" "$ver" || die "installed $spec, but \`$probe\` does not name $ver" ;;
       deb)
         need_apt_pinned "$spec"
@@ -108,9 +111,14 @@ _apt_updated=""
 _apt_install() {
   command -v apt-get >/dev/null 2>&1 || die "apt-get is not available to install $*"
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # One apt at a time among the checks (the cluster's modules may build beside a step): apt-get update does not wait
+  # for the lists' lock as install waits for dpkg's.
+  exec {_apt_lock}>"${TMPDIR:-/tmp}/sre-mini-apt.lock"
+  flock "$_apt_lock"
   if [ -z "$_apt_updated" ]; then $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq >&2; _apt_updated=1; fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --allow-downgrades "$@" >&2 \
     || die "apt-get install $* failed (apt-cache policy PKG shows what this Debian offers; update the pin in PINS)"
+  exec {_apt_lock}>&-
 }
 
 # need_apt_pinned PKG=VERSION...: exactly these Debian package versions, installed when another (or none) is.
