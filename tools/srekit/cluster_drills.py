@@ -24,7 +24,8 @@ With the monitoring stack (cluster/monitoring.sh) and the dev overlay applied:
   burn        alerts/drill.py: the fast-burn page delivered, a staging copy's page inhibited, the docs' PromQL run
   scaling     the occupancy HPA scales out under a ramp, holds without flapping, and scales back
   alerts-setup / alerts-delivered
-              a copy of the kit crash-loops and gets stuck on an unpullable image; the slow alerts reach the webhook
+              in a copy of the kit, a bad configuration's rollout crash-loops and is stuck, and an old pod turns
+              unready; the slow alerts reach the webhook
 """
 
 from __future__ import annotations
@@ -1003,27 +1004,27 @@ def drill_pdb(env: Env, args, fails: Failures) -> dict:
 
 def drill_alerts_setup(env: Env, args, fails: Failures) -> dict:
     """The start of the slow alerts' drill, in a copy of the kit in namespace sre-mini-alerts, left running while the
-    other monitoring drills run (the alerts' `for` is 5 to 15 minutes): one pod crashes three times, and a rollout to
-    an image that cannot be pulled gets stuck, leaving the PDB short of healthy pods."""
+    other monitoring drills run (the alerts' `for` is 5 to 15 minutes): a rollout of a configuration the server
+    refuses (it exits 2 at start) crash-loops and gets stuck with the Deployment's two old pods serving, the PDB's
+    floor; then one of those turns unready (/fail/ready), leaving the PDB short of healthy pods."""
     token = pathlib.Path(args.drill_token_file).read_text().strip() if args.drill_token_file else None
-    pods = _copy(env, ALERTS_NS, args.webhook, token)
-    victim = pods[0]["metadata"]["name"]
-    for i in range(3):
-        p = wait(f"{victim} Ready", 120, lambda: (lambda x: x if ready(x) else None)(
-            env.kube.get(f"/api/v1/namespaces/{ALERTS_NS}/pods/{victim}")), step=1)
-        try:
-            request(p["status"]["podIP"], 8080, "POST", "/panic", env.drill_headers, timeout=3)
-        except (OSError, http.client.HTTPException):
-            pass
-        wait(f"{victim} restarted", 120, lambda: env.kube.get(f"/api/v1/namespaces/{ALERTS_NS}/pods/{victim}")[
-            "status"]["containerStatuses"][0]["restartCount"] > i, step=1)
-    image = env.deployment()["spec"]["template"]["spec"]["containers"][0]["image"]
-    missing = image.split("@")[0] + "@sha256:" + "f" * 64  # a digest the registry does not hold
-    env.kube.kubectl("-n", ALERTS_NS, "set", "image", "deployment/sre-mini", f"sre-mini={missing}")
+    old_hash = _copy(env, ALERTS_NS, args.webhook, token)[0]["metadata"]["labels"]["pod-template-hash"]
+    bad = "SHUTDOWN_DELAY_MS=0x10"  # not a decimal count of milliseconds: the server exits 2 naming the variable
+    env.kube.kubectl("-n", ALERTS_NS, "set", "env", "deployment/sre-mini", bad)
     drill_alerts_setup.started = time.time()
-    log(f"  {ALERTS_NS}: {victim} crashed 3 times; a rollout to {missing.split('/')[-1][:40]}... cannot pull; the "
-        f"alerts {', '.join(SLOW_ALERTS)} are due within their `for` (5 to 15 minutes)")
-    return {"victim": victim, "image": missing}
+
+    def pods(template_hash: str) -> list[dict]:
+        return [p for p in env.kube.get(f"/api/v1/namespaces/{ALERTS_NS}/pods?labelSelector=app%3Dsre-mini%2C"
+                                        f"pod-template-hash%3D{template_hash}")["items"]
+                if not p["metadata"].get("deletionTimestamp")]
+    # maxUnavailable 1: the rollout takes one old pod at once, and no more while the new ones never become ready.
+    old = wait("the stuck rollout to leave two old pods Ready", 120,
+               lambda: (lambda ps: ps if len(ps) == 2 and all(map(ready, ps)) else None)(pods(old_hash)), step=2)
+    status = request(old[0]["status"]["podIP"], 8080, "POST", "/fail/ready", env.drill_headers, timeout=5)
+    fails.check(status == 200, f"POST /fail/ready on {old[0]['metadata']['name']} answered {status}")
+    log(f"  {ALERTS_NS}: a rollout with {bad} crash-loops and is stuck; {old[0]['metadata']['name']}, one of the two "
+        f"old pods left, is unready; the alerts {', '.join(SLOW_ALERTS)} are due within their `for` (5 to 15 minutes)")
+    return {"bad_config": bad, "unready": old[0]["metadata"]["name"]}
 
 
 def drill_alerts_delivered(env: Env, args, fails: Failures) -> dict:
