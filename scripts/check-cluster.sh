@@ -14,7 +14,7 @@
 #   5. the monitoring stack (cluster/monitoring.sh), the dev overlay on top (the kit's ServiceMonitor, PrometheusRule
 #      and AlertmanagerConfig, the occupancy HPA), and its drills: monitoring, pdb, alerts-setup, edge, burn,
 #      scaling, alerts-delivered (MONITORING_DRILLS; the slow alerts' fault runs behind the three in between)
-# Needs root. Takes about 15 minutes warm; a cold build of the cluster adds about 20 (docs/cluster.md).
+# Needs root. How long it takes, cold and warm: docs/cluster.md, "Build".
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/cluster/lib.sh"
 cd "$ROOT"
