@@ -13,7 +13,7 @@ alerts/alerts.yaml), on loopback or the networks --allow-net names:
      namespace sre-mini-staging whose Deployment reports no ready pod, so SreMiniNoReadyPods fires there): the
      same fault on staging fires its burn page in Prometheus, Alertmanager marks it inhibited, and the webhook never
      receives it, while staging's NoReadyPods page does arrive;
-  5. POST /recover/work and show the 5m recording rule falling.
+  5. once the fault fills the 5m window as recorded, POST /recover/work and show the 5m recording rule falling.
 Exits 0 when every step passed within its bounded wait, 1 otherwise. Every loop is bounded in time; the traffic
 threads also stop after MAX_REQUESTS requests.
 """
@@ -36,6 +36,7 @@ STAGING_NS = "sre-mini-staging"
 RATIO_5M = f'namespace_job:sremini_work_errors:ratio_rate5m{{job="sre-mini",namespace="{NS}"}}'
 RATIO_1H = f'namespace_job:sremini_work_errors:ratio_rate1h{{job="sre-mini",namespace="{NS}"}}'
 MAX_REQUESTS = 500_000
+FULL_WINDOW = 300  # seconds: the short window of the recording rule RATIO_5M
 
 
 def log(msg):
@@ -223,7 +224,7 @@ def main():
     p.add_argument("--alertmanager", help="the Alertmanager Prometheus sends to")
     p.add_argument("--webhook", help="the webhook receiver (srekit.webhook) Alertmanager notifies")
     p.add_argument("--group-wait", type=float, default=0, help="seconds, of the page route in that Alertmanager")
-    p.add_argument("--eval-interval", type=float, default=30, help="seconds, Prometheus' rule evaluation interval")
+    p.add_argument("--eval-interval", type=float, default=30, help="seconds, Prometheus' rule evaluation interval (and at least its scrape interval)")
     p.add_argument("--check-docs", metavar="ROOT",
                    help="while the fault runs, run every PromQL expression of ROOT's runbooks/ and docs/ and every "
                         "panel query of the dashboard against PROM (tools/srekit/doccheck.py, dashboard.py)")
@@ -269,7 +270,7 @@ def main():
                  "resolve before drilling")
 
     # 2. Traffic, until the 5m ratio exists (two scrapes with /work traffic).
-    budget = a.setup_timeout + a.fire_timeout + a.fall_timeout + 60
+    budget = a.setup_timeout + a.fire_timeout + FULL_WINDOW + 2 * a.eval_interval + a.fall_timeout + 60
     traffic = Traffic(target, a.threads, time.monotonic() + budget)
     traffic.start()
     staging = None
@@ -381,11 +382,17 @@ def main():
             log(f"{n_doc} PromQL expressions from runbooks/ and docs/ ran without error; {n_dash} dashboard queries "
                 "ran and returned data")
 
-        # 5. Recovery: the 5m ratio falls as clean requests fill the window.
+        # 5. Recovery: the 5m ratio falls as clean requests fill the window. Only once the fault fills the whole 5m
+        # window, as Prometheus has recorded it (one scrape and one evaluation behind): until then the window's
+        # oldest part is the traffic before the fault (an earlier drill's load, say), and as it leaves the window
+        # the ratio keeps rising after the recovery, which says nothing about the recovery.
+        hold = t_fault + FULL_WINDOW + 2 * a.eval_interval - time.time()
+        if hold > 0:
+            log(f"holding the fault {hold:.0f} s more, until the 5m window as recorded holds only the fault")
+            time.sleep(hold)
         status, body = post(f"{target}/recover/work")
         t_rec = time.time()
         log(f"POST /recover/work -> {status} {body[:80]}")
-        time.sleep(2)  # one scrape + one evaluation, so the first value is the peak, not a stale sample
         at_rec = query(prom, RATIO_5M)
         series = [(0.0, at_rec)]
         end = time.monotonic() + a.fall_timeout
