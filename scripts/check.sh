@@ -8,13 +8,14 @@
 cd "$ROOT"
 set +e
 
-steps_all=(fmt clippy unsafe tree tests metrics alerts k8s container arm64 supply-chain cluster fuzz)
+steps_all=(fmt clippy unsafe tree modules tests metrics alerts k8s container arm64 supply-chain cluster fuzz)
 run_step() {
   case "$1" in
     fmt) cargo fmt --all -- --check ;;
     clippy) cargo clippy --locked --all-targets -- -D warnings ;;
     unsafe) bash scripts/check-source.sh unsafe ;;
     tree) bash scripts/check-source.sh tree ;;
+    modules) bash scripts/check-source.sh modules ;;
     # The release build is what ships; the resilience drills measure it, not a debug build.
     tests) cargo test --locked --release ;;
     metrics) bash scripts/check-metrics.sh ;;
