@@ -32,23 +32,30 @@ run_step() {
 
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${steps_all[@]}")
-# The cluster step's Go builds are most of a cold run (docs/cluster.md, "Build"). When that step is to run, they start
-# now, niced, behind the steps before it, which leave the CPU idle for much of their time (downloads, sleeps, qemu);
-# the cluster step then finds in the cache what is done (cluster/build.sh locks each module) and builds the rest.
-prebuild_pid=""
-stop_prebuild() { # only while it runs (jobs -r): a finished one's pid may belong to another process by now
-  [ -n "$prebuild_pid" ] && jobs -rp | grep -qx "$prebuild_pid" && kill -- "-$prebuild_pid" 2>/dev/null
+# The cluster step's Go modules and the cargo tools are most of a cold run (docs/cluster.md, "Build"). When a step
+# that needs them is to run, they start building now, niced, behind the steps before it, which leave the CPU idle for
+# much of their time (downloads, sleeps, qemu). The step then finds in the cache what is done and builds, or waits
+# for, the rest: cluster/build.sh locks each module, and `need` each cargo tool.
+bg_pids=()
+stop_background() { # only those still running (jobs -r): a finished one's pid may belong to another process by now
+  local p
+  for p in "${bg_pids[@]}"; do jobs -rp | grep -qx "$p" && kill -- "-$p" 2>/dev/null; done
   return 0
 }
-if [[ " ${steps[*]} " == *" cluster "* ]]; then
-  mkdir -p target/cluster
-  # setsid: its own process group, so that stopping it stops the go build under it too.
-  setsid nice -n 19 bash cluster/build.sh >target/cluster/prebuild.log 2>&1 &
-  prebuild_pid=$!
-  trap stop_prebuild EXIT
-  trap 'exit 130' INT TERM
-  echo "cluster modules building in the background (pid $prebuild_pid, log target/cluster/prebuild.log)" >&2
-fi
+background() { # background LOG CMD...: CMD niced, in its own process group (setsid), so stopping it stops its children
+  local log=$1
+  shift
+  setsid nice -n 19 "$@" >"$log" 2>&1 &
+  bg_pids+=($!)
+  echo "building in the background: ${*: -1} (pid $!, log $log)" >&2
+}
+selected() { local s; for s in "$@"; do [[ " ${steps[*]} " == *" $s "* ]] && return 0; done; return 1; }
+mkdir -p target/cluster
+trap stop_background EXIT
+trap 'exit 130' INT TERM
+selected cluster && background target/cluster/prebuild.log bash cluster/build.sh
+cargo_tools=$(for t in "${PINS[@]}"; do read -r name src _ <<<"$t"; [ "$src" = cargo ] && echo "$name"; done | xargs)
+selected container arm64 supply-chain fuzz && background target/prebuild-cargo.log bash -c ". scripts/lib.sh && need $cargo_tools"
 passed=0; failed=0; report=()
 for s in "${steps[@]}"; do
   say "step: $s"

