@@ -13,8 +13,9 @@ die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 # ---- the tools the check command installs, each pinned here and nowhere else -------------------------------------
 # One line per tool: its name (what scripts ask `need` for), where it comes from, the pinned package, and the probe
 # that must name that version in what the steps actually run:
-#   pip    package==version; python3 itself must have that distribution (the steps import it with python3: a copy
-#          in a pipx venv on PATH does not count), and the probe command, when there is one, must print the version;
+#   pip    package==version, its dependencies pinned by scripts/pip-constraints.txt; python3 itself must have that
+#          distribution (the steps import it with python3: a copy in a pipx venv on PATH does not count), and the probe
+#          command, when there is one, must print the version;
 #   cargo  crate@version, `cargo install --locked`; the probe must print the version;
 #   deb    Debian 12 package=version; dpkg must hold exactly that version, and the probe command must exist.
 # The cargo tools are in the order the steps first need them: check.sh builds them in that order in the background.
@@ -66,8 +67,10 @@ need() {
     case "$src" in
       pip)
         ver=${spec#*==}
+        grep -qix "$spec" "$ROOT/scripts/pip-constraints.txt" \
+          || die "$spec is not in scripts/pip-constraints.txt: regenerate it after a change of PINS (its header says how)"
         [ "$(_pip_version "${spec%%==*}")" = "$ver" ] && _probe_names "$probe" "$ver" && continue
-        python3 -m pip install -q "$spec" >&2 || die "pip install $spec failed"
+        python3 -m pip install -q -c "$ROOT/scripts/pip-constraints.txt" "$spec" >&2 || die "pip install $spec failed"
         hash -r
         [ "$(_pip_version "${spec%%==*}")" = "$ver" ] || die "installed $spec, but python3 does not see it"
         _probe_names "$probe" "$ver" || die "installed $spec, but \`$probe\` does not name $ver (another copy comes first on PATH: $(command -v "${probe%% *}"))" ;;
