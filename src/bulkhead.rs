@@ -268,11 +268,7 @@ fn run(inner: &Inner, cpu: Duration, delay: Duration, admitted: &mut Admitted) -
 fn burn_cpu(cpu: Duration) {
     let wall = std::time::Instant::now();
     let start = sys::thread_cpu_time()
-        .inspect_err(|e| {
-            log::event("error", "cannot read the thread CPU clock: burning wall time", |l| {
-                l.str("error", &e.to_string());
-            });
-        })
+        .inspect_err(|e| log::failure("error", "cannot read the thread CPU clock: burning wall time", e))
         .ok();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     while start.zip(sys::thread_cpu_time().ok()).map_or(wall.elapsed(), |(s, t)| t.saturating_sub(s)) < cpu {
@@ -359,9 +355,7 @@ impl CpuBurners {
 fn burner_thread(shared: &BurnShared) {
     if let Err(e) = sys::set_this_thread_nice(BURNER_NICE) {
         // Not fatal (there are only as many burners as usable CPUs), but probes then compete with /work.
-        log::event("warn", "cannot lower a CPU burner's priority", |l| {
-            l.str("error", &e.to_string());
-        });
+        log::failure("warn", "cannot lower a CPU burner's priority", &e);
     }
     let mut q = lock(&shared.queue);
     loop {

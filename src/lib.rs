@@ -66,9 +66,7 @@ fn serve() -> ExitCode {
     log::start();
     let fd_limit = sys::raise_fd_limit();
     if let Err(e) = &fd_limit {
-        log::event("warn", "cannot read or raise the open-file limit", |l| {
-            l.str("error", &e.to_string());
-        });
+        log::failure("warn", "cannot read or raise the open-file limit", e);
     }
     let fd_limit = fd_limit.ok();
     let app = Arc::new(App::new(config));
@@ -90,9 +88,7 @@ fn serve() -> ExitCode {
     let signals = match shutdown::register() {
         Ok(s) => s,
         Err(e) => {
-            log::event("error", "cannot register signal handlers", |l| {
-                l.str("error", &e.to_string());
-            });
+            log::failure("error", "cannot register signal handlers", &e);
             return ExitCode::FAILURE;
         }
     };

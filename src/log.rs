@@ -79,18 +79,13 @@ fn submit(batch: Batch, limit: usize) -> bool {
     let Some(queue) = QUEUE.get() else {
         return std::io::stdout().lock().write_all(&batch.bytes).is_ok();
     };
-    let len = batch.bytes.len();
-    if QUEUED_BYTES.fetch_add(len, Ordering::AcqRel) + len > limit {
-        QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
-        DROPPED_LINES.fetch_add(batch.lines, Ordering::Relaxed);
-        return false;
-    }
-    let lines = batch.lines;
-    queue.send(batch).is_ok() || {
+    let (len, lines) = (batch.bytes.len(), batch.lines);
+    let queued = QUEUED_BYTES.fetch_add(len, Ordering::AcqRel) + len <= limit && queue.send(batch).is_ok();
+    if !queued {
         QUEUED_BYTES.fetch_sub(len, Ordering::AcqRel);
         DROPPED_LINES.fetch_add(lines, Ordering::Relaxed);
-        false
     }
+    queued
 }
 
 /// Request lines collected by one worker, handed to the writer in batches.
@@ -136,6 +131,11 @@ pub fn event(level: &str, msg: &str, fields: impl FnOnce(&mut JsonLine)) {
     let mut line = JsonLine::new(level, msg);
     fields(&mut line);
     record(line);
+}
+
+/// Queues one lifecycle line for a call that failed, with its error.
+pub fn failure(level: &str, msg: &str, error: &dyn std::fmt::Display) {
+    event(level, msg, |l| _ = l.str("error", &error.to_string()));
 }
 
 /// Queues one line that must not be lost silently (an audit record). False when it could not be queued.

@@ -126,9 +126,7 @@ impl Shared {
 
 fn arm_listener(sh: &Shared, listener: &TcpListener) {
     if let Err(e) = sh.poller.arm(listener.as_raw_fd(), LISTENER, true, false, false) {
-        log::event("error", "cannot re-arm the listener", |l| {
-            l.str("error", &e.to_string());
-        });
+        log::failure("error", "cannot re-arm the listener", &e);
     }
 }
 
@@ -203,9 +201,7 @@ impl Worker {
             }
             self.ready.clear();
             if let Err(e) = sh.poller.wait(&mut self.ready, until.saturating_duration_since(now)) {
-                log::event("error", "readiness wait failed", |l| {
-                    l.str("error", &e.to_string());
-                });
+                log::failure("error", "readiness wait failed", &e);
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -476,9 +472,7 @@ impl Local {
             });
         }
         if let Err(e) = sh.poller.arm(sh.notify_rx.as_raw_fd(), NOTIFY, true, false, false) {
-            log::event("error", "cannot re-arm the wake-up socket", |l| {
-                l.str("error", &e.to_string());
-            });
+            log::failure("error", "cannot re-arm the wake-up socket", &e);
         }
     }
 
