@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::bulkhead::{Refused, WorkStats};
 use crate::cgroup::CpuStat;
 pub use crate::labels::LimitReason;
-use crate::labels::{CODES, Method, Route, code_index};
+use crate::labels::{Method, Route, STATUSES, code_index};
 use crate::process::ProcessStats;
 
 /// The exact Content-Type Prometheus 3 expects for this format.
@@ -23,16 +23,11 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const BASE_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const MAX_BUCKETS: usize = BASE_BUCKETS.len() + 1;
 
+#[derive(Default)]
 struct Histogram {
     /// Non-cumulative counts; the last slot is the +Inf overflow. Cumulated at render time.
     buckets: [AtomicU64; MAX_BUCKETS + 1],
     sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    fn new() -> Histogram {
-        Histogram { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_nanos: AtomicU64::new(0) }
-    }
 }
 
 pub struct Metrics {
@@ -66,7 +61,7 @@ fn histogram_index(method: Method, route: Route) -> usize {
 }
 
 fn counter_index(method: Method, route: Route, code_index: usize) -> usize {
-    histogram_index(method, route) * CODES.len() + code_index
+    histogram_index(method, route) * STATUSES.len() + code_index
 }
 
 /// What a scrape shows besides the counters kept here, read by the caller at scrape time.
@@ -107,8 +102,8 @@ impl Metrics {
             escape_label(env!("SRE_MINI_RUSTC"))
         );
         Metrics {
-            requests: (0..METHODS * ROUTES * CODES.len()).map(|_| AtomicU64::new(0)).collect(),
-            durations: (0..METHODS * ROUTES).map(|_| Histogram::new()).collect(),
+            requests: (0..METHODS * ROUTES * STATUSES.len()).map(|_| AtomicU64::new(0)).collect(),
+            durations: (0..METHODS * ROUTES).map(|_| Histogram::default()).collect(),
             bounds,
             bounds_nanos,
             in_flight: AtomicI64::new(0),
@@ -127,10 +122,6 @@ impl Metrics {
             build_labels,
             last_render_len: AtomicUsize::new(0),
         }
-    }
-
-    pub fn bucket_bounds(&self) -> &[f64] {
-        &self.bounds
     }
 
     /// Counts one response and its duration. Called for every response, early rejections included.
@@ -184,7 +175,7 @@ impl Metrics {
         family(out, "http_requests_total", C, "HTTP responses sent, by method, route template and status code.");
         for method in Method::ALL {
             for route in Route::ALL {
-                for (c, code) in CODES.iter().enumerate() {
+                for (c, (code, _)) in STATUSES.iter().enumerate() {
                     let v = self.requests[counter_index(method, route, c)].load(Ordering::Relaxed);
                     // The series the SLO rules read exist from the first scrape, at 0.
                     let slo_series = route == Route::Work
@@ -383,9 +374,9 @@ mod tests {
 
     #[test]
     fn bucket_just_above_the_work_delay() {
-        assert!(Metrics::new(Duration::from_millis(2000), REASONS).bucket_bounds().contains(&2.1));
-        assert!(Metrics::new(Duration::from_millis(50), REASONS).bucket_bounds().contains(&0.1));
-        let b = Metrics::new(Duration::from_millis(300), REASONS).bucket_bounds().to_vec();
+        assert!(Metrics::new(Duration::from_millis(2000), REASONS).bounds.contains(&2.1));
+        assert!(Metrics::new(Duration::from_millis(50), REASONS).bounds.contains(&0.1));
+        let b = Metrics::new(Duration::from_millis(300), REASONS).bounds;
         assert!(b.contains(&0.35) && b.windows(2).all(|w| w[0] < w[1]));
         for slo in [0.1, 0.25, 0.5, 1.0, 2.5] {
             assert!(b.contains(&slo));

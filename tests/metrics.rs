@@ -1064,12 +1064,12 @@ fn pipelined_scrapes_beyond_the_output_high_water_are_all_answered() {
 fn every_series_populated_still_renders_a_valid_exposition() {
     use sre_mini::app::App;
     use sre_mini::config::Config;
-    use sre_mini::labels::{CODES, Method, Route};
+    use sre_mini::labels::{Method, Route, STATUSES};
     let app = App::new(Config::from_lookup(|_| None).unwrap());
     let m = &app.metrics;
     for method in Method::ALL {
         for route in Route::ALL {
-            for (i, code) in CODES.iter().enumerate() {
+            for (i, (code, _)) in STATUSES.iter().enumerate() {
                 m.observe(method, route, *code, Duration::from_micros(37 * (i as u64 + 1) * 997));
             }
         }
@@ -1089,7 +1089,7 @@ fn every_series_populated_still_renders_a_valid_exposition() {
     let e = parse_exposition(&out);
     check_histograms(&e);
     let samples = out.lines().filter(|l| !l.starts_with('#')).count();
-    assert_eq!(e.family("http_requests_total").samples.len(), 10 * 10 * CODES.len());
+    assert_eq!(e.family("http_requests_total").samples.len(), 10 * 10 * STATUSES.len());
     println!(
         "render, every series populated: {samples} samples, {} bytes; median {:?}, p90 {:?}, min {:?} over {} renders",
         out.len(),
