@@ -16,11 +16,6 @@ pub struct CpuQuota {
 }
 
 impl CpuQuota {
-    /// CPUs' worth of time per period, e.g. 0.5 for a 500m limit.
-    pub fn cpus(self) -> f64 {
-        self.quota.as_secs_f64() / self.period.as_secs_f64()
-    }
-
     /// Threads that can burn CPU at once without all of them waiting on the throttle: the quota rounded up.
     pub fn whole_cpus(self) -> usize {
         (self.quota.as_nanos().div_ceil(self.period.as_nanos().max(1))).max(1) as usize
@@ -225,14 +220,15 @@ mod tests {
         let q = |text| parse_cpu_max(text);
         assert_eq!(q("max 100000"), None);
         assert_eq!(q("50000 100000").map(CpuQuota::whole_cpus), Some(1));
-        assert_eq!(q("50000 100000").map(CpuQuota::cpus), Some(0.5));
+        let half = CpuQuota { quota: Duration::from_millis(50), period: Duration::from_millis(100) };
+        assert_eq!(q("50000 100000"), Some(half));
         assert_eq!(q("150000 100000").map(CpuQuota::whole_cpus), Some(2));
         assert_eq!(q("200000 100000").map(CpuQuota::whole_cpus), Some(2));
         assert_eq!(q("1000 100000").map(CpuQuota::whole_cpus), Some(1));
         assert_eq!(q("50000 0"), None);
         assert_eq!(q(""), None);
         assert_eq!(parse_v1_quota("-1\n", "100000\n"), None);
-        assert_eq!(parse_v1_quota("50000\n", "100000\n").map(CpuQuota::cpus), Some(0.5));
+        assert_eq!(parse_v1_quota("50000\n", "100000\n"), Some(half));
         assert_eq!(parse_v1_quota("x", "100000"), None);
     }
 

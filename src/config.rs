@@ -65,18 +65,8 @@ macro_rules! config_table {
             /// The effective configuration as a JSON object, for the `starting` log line: each variable under its
             /// lower-case name, durations in milliseconds.
             pub fn to_json(&self) -> String {
-                let mut out = String::from("{");
-                $(
-                    if out.len() > 1 {
-                        out.push(',');
-                    }
-                    out.push('"');
-                    out.push_str(&$name.to_ascii_lowercase());
-                    out.push_str("\":");
-                    out.push_str(&JsonValue::json(&self.$field));
-                )+
-                out.push('}');
-                out
+                let fields = [$( format!("\"{}\":{}", $name.to_ascii_lowercase(), JsonValue::json(&self.$field)) ),+];
+                format!("{{{}}}", fields.join(","))
             }
         }
     };
