@@ -334,12 +334,6 @@ impl Conn {
         &self.input[self.input_pos..]
     }
 
-    fn queue_output(&mut self, now: Instant) {
-        if self.output_since.is_none() {
-            self.output_since = Some(now);
-        }
-    }
-
     /// Parses and answers every complete request in the input buffer, in order, until one must wait.
     /// `eof`: the peer has stopped sending, so the next answer is the last.
     fn process(&mut self, env: &Env, eof: bool, fx: &mut Vec<Effect>) {
@@ -481,7 +475,7 @@ impl Conn {
     /// 100 Continue only when the client is waiting for it (RFC 9110 §10.1.1): no body bytes here yet.
     fn send_continue(&mut self, now: Instant, expect_continue: bool) {
         if expect_continue && self.unread().is_empty() {
-            self.queue_output(now);
+            self.output_since.get_or_insert(now);
             self.output.extend_from_slice(response::CONTINUE);
         }
     }
@@ -507,7 +501,7 @@ impl Conn {
             (true, true) => Persistence::KeepAliveHttp10,
             (true, false) => Persistence::KeepAlive,
         };
-        self.queue_output(env.now);
+        self.output_since.get_or_insert(env.now);
         let head_only = req.method == Method::Head;
         let bytes = response::encode(&mut self.output, &resp, head_only, &req.request_id, persistence, env.date);
         self.state = if keep {

@@ -211,7 +211,9 @@ impl Worker {
                 match r.token {
                     LISTENER => self.local.accept_ready(sh, date, now),
                     NOTIFY => self.local.collect_finished_work(sh, date, now),
-                    token => self.local.on_ready(sh, date, now, token, *r),
+                    token => {
+                        self.local.with_conn(sh, date, now, token, |l, live, env| l.serve(sh, live, token, *r, env))
+                    }
                 }
             }
             self.local.resume_accepting(sh, Instant::now());
@@ -286,26 +288,20 @@ impl Local {
             m.connections_open.fetch_sub(1, Ordering::AcqRel);
         }
         let env = sh.env(date, now);
-        let conn = if counted {
-            Conn::new(now)
-        } else {
-            let linger = sh.refused_lingering.fetch_add(1, Ordering::AcqRel) < MAX_REFUSED_LINGERING;
-            let conn = Conn::refused(&env, linger, &mut self.fx);
-            if !linger {
-                sh.refused_lingering.fetch_sub(1, Ordering::AcqRel);
-                // We cannot afford to linger. Still close cleanly: FIN after the answer, and read away what
-                // already arrived, since closing on unread input sends a reset that can destroy the 503.
-                let mut live = Live { stream, peer: peer.to_string(), conn, counted, timer: None, registered: false };
-                self.apply(sh, &mut live, 0, &env);
-                if live.stream.write(live.conn.output()).ok() == Some(live.conn.output().len()) {
-                    let _ = live.stream.shutdown(Shutdown::Write);
-                    discard_received(&mut live.stream, &mut self.scratch);
-                }
-                return;
+        let linger = !counted && sh.refused_lingering.fetch_add(1, Ordering::AcqRel) < MAX_REFUSED_LINGERING;
+        let conn = if counted { Conn::new(now) } else { Conn::refused(&env, linger, &mut self.fx) };
+        let mut live = Live { stream, peer: peer.to_string(), conn, counted, timer: None, registered: false };
+        if !counted && !linger {
+            sh.refused_lingering.fetch_sub(1, Ordering::AcqRel);
+            // We cannot afford to linger. Still close cleanly: FIN after the answer, and read away what
+            // already arrived, since closing on unread input sends a reset that can destroy the 503.
+            self.apply(sh, &mut live, 0, &env);
+            if live.stream.write(live.conn.output()).ok() == Some(live.conn.output().len()) {
+                let _ = live.stream.shutdown(Shutdown::Write);
+                discard_received(&mut live.stream, &mut self.scratch);
             }
-            conn
-        };
-        let live = Live { stream, peer: peer.to_string(), conn, counted, timer: None, registered: false };
+            return;
+        }
         let Some(token) = sh.table.insert(live) else {
             // Only when more connections linger than the table was sized for: close at once.
             if counted {
@@ -319,10 +315,6 @@ impl Local {
         // The request often arrives with the handshake: read now rather than one wait later.
         let ready = Readiness { token, readable: counted, writable: !counted, trouble: false };
         self.with_conn(sh, date, now, token, |l, live, env| l.serve(sh, live, token, ready, env));
-    }
-
-    fn on_ready(&mut self, sh: &Shared, date: &str, now: Instant, token: u64, r: Readiness) {
-        self.with_conn(sh, date, now, token, |l, live, env| l.serve(sh, live, token, r, env));
     }
 
     /// Runs `f` on a live connection, then closes it or re-arms it and schedules its deadline.
