@@ -37,10 +37,8 @@ pub struct App {
 /// What the application does with a request.
 enum Handled {
     Respond(Response),
-    /// Burn `cpu_ms` of CPU, sleep the configured delay, then answer.
-    Work {
-        cpu_ms: u64,
-    },
+    /// Burn this many milliseconds of CPU, sleep the configured delay, then answer.
+    Work(u64),
 }
 
 /// Whether a drill request may run: the `DRILLS` switch and the drill token.
@@ -144,7 +142,7 @@ impl App {
         let handled = catch_unwind(AssertUnwindSafe(|| self.handle(&mut req, peer, log)));
         let resp = match handled {
             Ok(Handled::Respond(resp)) => resp,
-            Ok(Handled::Work { cpu_ms }) => {
+            Ok(Handled::Work(cpu_ms)) => {
                 self.bulkhead.start(Duration::from_millis(cpu_ms), self.config.work_delay, move |o| later(req, o));
                 return None;
             }
@@ -218,7 +216,7 @@ impl App {
                     Ok(_) if state.next_work_fails() => {
                         respond(Response::text(500, "injected failure (/fail/work drill)\n"))
                     }
-                    Ok(cpu_ms) => Handled::Work { cpu_ms: cpu_ms.unwrap_or(0) },
+                    Ok(cpu_ms) => Handled::Work(cpu_ms.unwrap_or(0)),
                 }
             }
             _ => {

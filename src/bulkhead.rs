@@ -257,10 +257,7 @@ fn run(inner: &Inner, cpu: Duration, delay: Duration, admitted: &mut Admitted) -
         admitted.cpu_burned();
         std::thread::sleep(delay);
     };
-    match catch_unwind(AssertUnwindSafe(work)) {
-        Ok(()) => WorkOutcome::Done,
-        Err(_) => WorkOutcome::Panicked,
-    }
+    catch_unwind(AssertUnwindSafe(work)).map_or(WorkOutcome::Panicked, |()| WorkOutcome::Done)
 }
 
 /// Burns `cpu` of this thread's own CPU time, however long that takes in wall time under contention. If the

@@ -58,16 +58,8 @@ const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Au
 /// IMF-fixdate, RFC 9110 §5.6.7: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn imf_fixdate(unix_secs: i64) -> String {
     let c = civil(unix_secs);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[c.weekday as usize % 7],
-        c.day,
-        MONTHS[(c.month as usize + 11) % 12],
-        c.year,
-        c.hour,
-        c.minute,
-        c.second
-    )
+    let (weekday, month) = (DAYS[c.weekday as usize % 7], MONTHS[(c.month as usize + 11) % 12]);
+    format!("{weekday}, {:02} {month} {:04} {:02}:{:02}:{:02} GMT", c.day, c.year, c.hour, c.minute, c.second)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ fn status(app: &App, method: &str, target: &str, headers: &str) -> u16 {
     let mut req = request(method, target, headers);
     match app.handle(&mut req, "127.0.0.1:1", &mut LineBuffer::default()) {
         Handled::Respond(r) => r.status,
-        Handled::Work { .. } => 0,
+        Handled::Work(_) => 0,
     }
 }
 
@@ -79,7 +79,7 @@ fn method_not_allowed_lists_allow() {
         let mut req = request(m, target, "");
         match a.handle(&mut req, "p", &mut LineBuffer::default()) {
             Handled::Respond(r) => assert_eq!(r.header, Some(("Allow", allow))),
-            Handled::Work { .. } => panic!("{target}"),
+            Handled::Work(_) => panic!("{target}"),
         }
     }
     assert!(Route::Panic.takes(Method::Post) && !Route::Panic.takes(Method::Head));

@@ -190,18 +190,12 @@ impl ChunkedDecoder {
 
     fn ext_byte(&mut self) -> Result<(), ChunkedError> {
         self.ext_len = self.ext_len.saturating_add(1);
-        if self.ext_len > self.limits.max_chunk_ext {
-            return Err(ChunkedError::ChunkExtTooLong);
-        }
-        Ok(())
+        if self.ext_len > self.limits.max_chunk_ext { Err(ChunkedError::ChunkExtTooLong) } else { Ok(()) }
     }
 
     fn trailer_byte(&mut self) -> Result<(), ChunkedError> {
         self.trailer_bytes = self.trailer_bytes.saturating_add(1);
-        if self.trailer_bytes > self.limits.max_trailer_bytes {
-            return Err(ChunkedError::TrailerTooLarge);
-        }
-        Ok(())
+        if self.trailer_bytes > self.limits.max_trailer_bytes { Err(ChunkedError::TrailerTooLarge) } else { Ok(()) }
     }
 
     /// One byte in any state but Data, Done and Failed.

@@ -251,19 +251,13 @@ fn expect_lf(buf: &[u8], i: usize) -> Result<(), Stop> {
 /// A byte of the request line: content bytes at or past `limit` make the line too long.
 fn line_byte(buf: &[u8], i: usize, limit: usize) -> Result<u8, Stop> {
     let b = byte(buf, i)?;
-    if i >= limit && b != CR && b != LF {
-        return Err(ParseError::RequestLineTooLong.into());
-    }
-    Ok(b)
+    if i >= limit && b != CR && b != LF { Err(ParseError::RequestLineTooLong.into()) } else { Ok(b) }
 }
 
 /// A byte of a field line: any byte at or past `limit` makes the section too large.
 fn field_byte(buf: &[u8], i: usize, limit: usize) -> Result<u8, Stop> {
     let b = byte(buf, i)?;
-    if i >= limit {
-        return Err(ParseError::HeaderSectionTooLarge.into());
-    }
-    Ok(b)
+    if i >= limit { Err(ParseError::HeaderSectionTooLarge.into()) } else { Ok(b) }
 }
 
 /// The error for an unexpected CR, LF or whitespace in the request line; `other` otherwise.
@@ -530,10 +524,7 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn split_query(s: &str) -> (&str, Option<&str>) {
-    match s.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (s, None),
-    }
+    s.split_once('?').map_or((s, None), |(path, query)| (path, Some(query)))
 }
 
 fn has_brackets(bytes: &[u8]) -> bool {
