@@ -105,11 +105,12 @@ impl App {
     }
 
     fn record(&self, r: &Record, peer: &str, log: &mut LineBuffer) {
+        let req = &r.req;
         // A fresh reading: the handler ran since the event's `now`.
-        let elapsed = r.started.elapsed();
-        let route = r.route.unwrap_or_else(|| self.route(&r.path));
-        self.metrics.observe(r.method, route, r.status, elapsed);
-        if r.in_flight {
+        let elapsed = req.started.elapsed();
+        let route = req.route.unwrap_or_else(|| self.route(&req.path));
+        self.metrics.observe(req.method, route, r.status, elapsed);
+        if req.in_flight {
             self.metrics.in_flight.fetch_sub(1, Relaxed);
         }
         let level = match r.status {
@@ -118,15 +119,15 @@ impl App {
             _ => "info",
         };
         let mut line = JsonLine::new(level, "request");
-        line.str("method", &r.method_text)
+        line.str("method", &req.method_text)
             .str("route", route.label())
-            .str("path", &r.path)
+            .str("path", &req.path)
             .uint("status", u64::from(r.status))
             .millis("duration_ms", elapsed)
             .uint("bytes", r.bytes as u64)
             .str("remote", peer)
-            .str("request_id", &r.request_id)
-            .bytes("user_agent", &r.user_agent);
+            .str("request_id", &req.request_id)
+            .bytes("user_agent", &req.user_agent);
         log.push(line);
     }
 

@@ -209,7 +209,7 @@ fn run_case_in_machine(case: &Case) -> Result<Vec<u16>, String> {
         while i < fx.len() {
             match std::mem::replace(&mut fx[i], Effect::Head) {
                 Effect::Head => in_flight += 1,
-                Effect::Record(r) => in_flight -= i64::from(r.in_flight),
+                Effect::Record(r) => in_flight -= i64::from(r.req.in_flight),
                 Effect::Close { abandoned } => {
                     in_flight -= i64::from(abandoned);
                     *closed = true;

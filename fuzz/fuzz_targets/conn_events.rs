@@ -100,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
                     None => later = Some(req),
                 },
                 Effect::Record(r) => {
-                    gauge -= i64::from(r.in_flight);
+                    gauge -= i64::from(r.req.in_flight);
                     recorded.push(r.status);
                 }
                 Effect::Close { abandoned } => {

@@ -62,22 +62,14 @@ pub struct Env<'a> {
     pub shutting_down: bool,
 }
 
-/// Everything metrics and the request log need about one answered request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything metrics and the request log need about one answered request: the request and what it got. Its
+/// `route` is None for answers the machine gave itself (rejections): the caller knows the route of `path`.
+#[derive(Debug)]
 pub struct Record {
-    pub started: Instant,
-    pub method: Method,
-    pub method_text: String,
-    /// None for answers the machine gave itself (rejections): the caller knows the route of `path`.
-    pub route: Option<Route>,
-    pub path: String,
+    pub req: Request,
     pub status: u16,
     /// Body bytes written (none for HEAD).
     pub bytes: usize,
-    pub request_id: String,
-    pub user_agent: Vec<u8>,
-    /// This request was counted in flight ([`Effect::Head`]); requests refused before a head was parsed are not.
-    pub in_flight: bool,
 }
 
 /// What the caller must do, in the order given.
@@ -124,8 +116,8 @@ pub struct Request {
     pub authorization: Vec<u8>,
     pub(super) keep_alive: bool,
     pub(super) http10: bool,
-    /// False for requests rejected before a head was parsed: they were never in flight.
-    pub(super) in_flight: bool,
+    /// Counted in flight ([`Effect::Head`]); false for requests rejected before a head was parsed.
+    pub in_flight: bool,
 }
 
 impl Request {

@@ -509,18 +509,7 @@ impl Conn {
         } else {
             State::Closing { then: AfterFlush::LingerIfUnread }
         };
-        fx.push(Effect::Record(Box::new(Record {
-            started: req.started,
-            method: req.method,
-            method_text: req.method_text,
-            route: req.route,
-            path: req.path,
-            status: resp.status,
-            bytes,
-            request_id: req.request_id,
-            user_agent: req.user_agent,
-            in_flight: req.in_flight,
-        })));
+        fx.push(Effect::Record(Box::new(Record { req, status: resp.status, bytes })));
     }
 }
 

@@ -126,7 +126,7 @@ impl Harness {
                         }
                     },
                     Effect::Record(r) => {
-                        self.gauge -= i64::from(r.in_flight);
+                        self.gauge -= i64::from(r.req.in_flight);
                         self.statuses.push(r.status);
                         self.records.push(*r);
                     }
@@ -578,7 +578,7 @@ fn work_is_started_once_and_in_flight_until_answered() {
     h.run(&[Work(WorkResult::Done)]);
     assert_eq!(h.statuses, [200, 200]);
     assert_eq!(h.gauge, 0);
-    assert!(h.records[1].in_flight);
+    assert!(h.records[1].req.in_flight);
 }
 
 #[test]
@@ -623,7 +623,7 @@ fn refused_connection_answers_503_then_lingers() {
     let mut fx = Vec::new();
     h.conn = Conn::refused(&h.env(), true, &mut fx);
     assert!(matches!(fx[0], Effect::Limit(LimitReason::ConnectionCap)));
-    assert!(matches!(&fx[1], Effect::Record(r) if r.status == 503 && !r.in_flight));
+    assert!(matches!(&fx[1], Effect::Record(r) if r.status == 503 && !r.req.in_flight));
     h.run(&[Release]);
     assert!(h.text().contains("Retry-After: 1\r\n") && h.text().contains("Connection: close\r\n"));
     assert_eq!(h.end(), End::Lingering);
