@@ -61,6 +61,7 @@ pub(super) struct Completions {
 }
 
 impl Completions {
+    /// Wakes one worker: for a finished /work, a phase change, or a worker leaving.
     pub(super) fn notify(&self) {
         // A full socket buffer already guarantees a pending wake-up, so WouldBlock is success.
         let _ = (&self.notify_tx).write(&[1]);
@@ -112,11 +113,6 @@ impl Shared {
             refused_lingering: AtomicUsize::new(0),
             accept_pause: Mutex::default(),
         })
-    }
-
-    /// Wakes one worker: for a finished /work, a phase change, or a worker leaving.
-    pub(super) fn notify(&self) {
-        self.done.notify();
     }
 
     fn env<'a>(&'a self, date: &'a str, now: Instant) -> Env<'a> {
@@ -183,22 +179,16 @@ impl Worker {
                 if sh.live.load(Ordering::Acquire) == 0 && lock(&sh.listener).is_none() {
                     self.local.log.flush();
                     // Pass the news on: another worker may be asleep.
-                    sh.notify();
+                    sh.done.notify();
                     return;
                 }
             }
             self.local.log.flush_if_due(now);
             let longest = if phase >= Phase::ShuttingDown { DRAIN_POLL_WAIT } else { MAX_POLL_WAIT };
-            let mut until = now + longest;
-            if let Some(Reverse((d, _))) = self.local.timers.peek() {
-                until = until.min(*d);
-            }
-            if let Some(d) = self.local.log.due() {
-                until = until.min(d);
-            }
-            if let Some(d) = lock(&sh.accept_pause).until {
-                until = until.min(d);
-            }
+            // Wake for the first of: the next deadline, the log batch falling due, the end of an accept pause.
+            let next_timer = self.local.timers.peek().map(|Reverse((d, _))| *d);
+            let wakes = [next_timer, self.local.log.due(), lock(&sh.accept_pause).until];
+            let until = wakes.into_iter().flatten().fold(now + longest, Instant::min);
             self.ready.clear();
             if let Err(e) = sh.poller.wait(&mut self.ready, until.saturating_duration_since(now)) {
                 log::failure("error", "readiness wait failed", &e);

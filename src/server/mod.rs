@@ -45,7 +45,7 @@ impl Server {
     /// Wakes a worker to look at the shared state again (after a phase change); from shutdown on, every
     /// worker also looks at least every 50 ms.
     pub fn wake_all(&self) {
-        self.shared.notify();
+        self.shared.done.notify();
     }
 
     /// Waits until every worker has finished, or until `deadline`. True when all finished.
