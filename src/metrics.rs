@@ -224,33 +224,24 @@ impl Metrics {
         one(out, "sremini_work_error_ratio", G, help, scrape.work_error_ratio);
         let help = "/work requests refused with 503 because the bulkhead was full.";
         one(out, "sremini_work_rejections_total", C, help, n(&self.work_rejections));
-        labelled(
-            out,
-            "sremini_limit_rejections_total",
-            "Connections or requests refused by a configured limit, by reason.",
-            LimitReason::ALL.iter().map(|r| ("reason", r.label(), n(&self.limit_rejections[*r as usize]))),
-        );
+        let help = "Connections or requests refused by a configured limit, by reason.";
+        let samples = LimitReason::ALL.iter().map(|r| ("reason", r.label(), n(&self.limit_rejections[*r as usize])));
+        labelled(out, "sremini_limit_rejections_total", help, samples);
         let open = self.connections_open.load(Ordering::Relaxed) as f64;
         one(out, "sremini_connections_open", G, "Client connections currently open.", open);
         let help = "Client connections accepted, refused ones included.";
         one(out, "sremini_connections_accepted_total", C, help, n(&self.connections_accepted));
-        labelled(
-            out,
-            "sremini_parse_errors_total",
-            "Requests rejected as malformed, by reason.",
-            self.parse_reasons.iter().zip(&self.parse_errors).map(|(r, v)| ("reason", *r, n(v))),
-        );
+        let samples = self.parse_reasons.iter().zip(&self.parse_errors).map(|(r, v)| ("reason", *r, n(v)));
+        labelled(out, "sremini_parse_errors_total", "Requests rejected as malformed, by reason.", samples);
         one(out, "sremini_panics_total", C, "Handler panics caught and answered with 500.", n(&self.panics));
         let help = "Log lines dropped because stdout could not keep up or a write to it failed.";
         one(out, "sremini_log_lines_dropped_total", C, help, scrape.log.dropped_lines as f64);
         let errors = scrape.log.write_errors as f64;
         one(out, "sremini_log_write_errors_total", C, "Writes to stdout that failed.", errors);
-        labelled(
-            out,
-            "sremini_audit_events_total",
-            "Audit records of state-changing (drill) requests, by action.",
-            Route::ALL.iter().filter_map(|r| Some(("action", r.action()?, n(&self.audit_events[*r as usize])))),
-        );
+        let help = "Audit records of state-changing (drill) requests, by action.";
+        let samples =
+            Route::ALL.iter().filter_map(|r| Some(("action", r.action()?, n(&self.audit_events[*r as usize]))));
+        labelled(out, "sremini_audit_events_total", help, samples);
         let help = "Drill requests answered 503 and not carried out because their audit record could not be queued.";
         one(out, "sremini_audit_refused_total", C, help, n(&self.audit_refused));
         let help = "Drill requests answered 401: no bearer token, or not the one in DRILL_TOKEN_FILE.";
