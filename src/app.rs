@@ -222,10 +222,7 @@ impl App {
             }
             _ => {
                 let (resp, change) = self.plan(route, req.query.as_deref());
-                let fp = match &gate {
-                    Gate::Granted(fp) => Some(fp.as_str()),
-                    _ => None,
-                };
+                let fp = if let Gate::Granted(fp) = &gate { Some(fp.as_str()) } else { None };
                 if !self.audit(req, peer, &resp, change, fp) {
                     return respond(Response::text(503, "audit trail unavailable: nothing changed\n"));
                 }

@@ -64,11 +64,8 @@ fn serve() -> ExitCode {
     };
     install_panic_hook();
     log::start();
-    let fd_limit = sys::raise_fd_limit();
-    if let Err(e) = &fd_limit {
-        log::failure("warn", "cannot read or raise the open-file limit", e);
-    }
-    let fd_limit = fd_limit.ok();
+    let fd_limit =
+        sys::raise_fd_limit().inspect_err(|e| log::failure("warn", "cannot read or raise the open-file limit", e)).ok();
     let app = Arc::new(App::new(config));
     log::event("info", "starting", |l| {
         l.str("version", env!("CARGO_PKG_VERSION")).str("revision", env!("SRE_MINI_REVISION"));
