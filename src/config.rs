@@ -48,16 +48,12 @@ macro_rules! config_table {
                 Ok(Config {
                     $( $field: match lookup($name) {
                         None => Config::DEFAULT.$field,
-                        Some(raw) => match config_table!(@parse $kind $ty, &raw $(, $min, $max)?) {
-                            Some(v) => v,
-                            None => {
-                                return Err(ConfigError {
-                                    name: $name,
-                                    value: raw,
-                                    accepts: config_table!(@accepts $kind $($min, $max)?),
-                                });
-                            }
-                        },
+                        Some(raw) => config_table!(@parse $kind $ty, &raw $(, $min, $max)?)
+                            .ok_or_else(|| ConfigError {
+                                name: $name,
+                                value: raw,
+                                accepts: config_table!(@accepts $kind $($min, $max)?),
+                            })?,
                     }, )+
                 })
             }

@@ -10,10 +10,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// Splits `http://host:port/path` into its parts. Only plain http: probes stay inside the pod.
 pub fn parse_url(url: &str) -> Option<(String, u16, String)> {
     let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, p.parse().ok()?),
         None => (authority, 80),

@@ -555,10 +555,7 @@ pub(crate) fn valid_authority(bytes: &[u8], port_required: bool) -> bool {
     if !host_ok {
         return false;
     }
-    match port {
-        None => !port_required,
-        Some(p) => valid_port(p),
-    }
+    port.map_or(!port_required, valid_port)
 }
 
 fn valid_port(p: &[u8]) -> bool {
@@ -652,10 +649,7 @@ fn check_fields(fields: &[Field<'_>], version: Version) -> Result<Semantics, Par
         check_transfer_encoding(fields)?;
         Framing::Chunked
     } else {
-        match content_length {
-            Some(n) => Framing::ContentLength(n),
-            None => Framing::None,
-        }
+        content_length.map_or(Framing::None, Framing::ContentLength)
     };
 
     // Expect: RFC 9110 §10.1.1.
