@@ -255,10 +255,9 @@ impl ChunkedDecoder {
                 }
                 _ => return Err(E::BadChunkExt),
             },
+            // These states wait for the LF of a CRLF (the trailer line's, below, counts its byte first).
+            State::SizeLf | State::DataLf | State::FinalLf if b != LF => return Err(E::BareCr),
             State::SizeLf => {
-                if b != LF {
-                    return Err(E::BareCr);
-                }
                 self.declared = self.declared.saturating_add(self.size);
                 let size = self.size;
                 self.size = 0;
@@ -269,12 +268,7 @@ impl ChunkedDecoder {
                 CR => State::DataLf,
                 _ => return Err(E::MissingDataCrlf),
             },
-            State::DataLf => {
-                if b != LF {
-                    return Err(E::BareCr);
-                }
-                State::SizeStart
-            }
+            State::DataLf => State::SizeStart,
             State::TrailerStart => {
                 if b == CR {
                     State::FinalLf
@@ -317,12 +311,7 @@ impl ChunkedDecoder {
                 }
                 State::TrailerStart
             }
-            State::FinalLf => {
-                if b != LF {
-                    return Err(E::BareCr);
-                }
-                State::Done
-            }
+            State::FinalLf => State::Done,
             // Handled by `feed`; unreachable here, but harmless.
             s @ (State::Data(_) | State::Done | State::Failed(_)) => s,
         };
