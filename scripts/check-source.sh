@@ -62,7 +62,7 @@ for f in sorted(pathlib.Path("src").rglob("*.rs")):
     found = set(re.findall(r"\bcrate::([a-z_][a-z0-9_]*)", text))
     for group in re.findall(r"\bcrate::\{([^}]*)\}", text):
         found |= {m.split("::")[0].strip() for m in group.split(",") if m.strip()}
-    deps.setdefault(mod, set()).update(found - {mod, "{"})
+    deps.setdefault(mod, set()).update(found - {mod})
 for m, ds in sorted(deps.items()):
     print(f"{m:12} -> {' '.join(sorted(ds)) or '(nothing)'}")
 unknown = {d for ds in deps.values() for d in ds} - set(deps)
